@@ -1,0 +1,1 @@
+"""Settings: one complete base plus thin overlays (local, test, production), values from the environment."""

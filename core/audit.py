@@ -1,0 +1,83 @@
+"""Recording reads of protected health information.
+
+One helper for every entry point: HTML views pass the Django request, DRF and the FHIR API pass their
+request (a DRF ``Request`` wraps the Django one), tasks and commands pass no request and run inside
+``acting_as(actor)``. Writes to audited models are recorded by django-auditlog.
+"""
+
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import models
+from django.http import HttpRequest
+
+from core.context import current_actor
+from core.models import AccessEvent
+
+_USER_AGENT_MAX = 300
+_PATH_MAX = 500
+
+
+def _django_request(request: Any) -> HttpRequest | None:
+    if request is None:
+        return None
+    return getattr(request, "_request", request)
+
+
+def _client_address(request: HttpRequest) -> str | None:
+    address = request.META.get("REMOTE_ADDR") or None
+    return address
+
+
+def phi_access_record(
+    *,
+    purpose: str,
+    request: Any = None,
+    actor: User | AnonymousUser | None = None,
+    patient_ref: object = "",
+    obj: models.Model | None = None,
+    action: str = AccessEvent.Action.READ,
+    channel: str | None = None,
+) -> AccessEvent:
+    """Write one access audit row and return it.
+
+    ``patient_ref`` is the patient's external id; ``obj`` the record read, when it is not the patient itself.
+    The actor comes from the request, else from ``acting_as``; an unauthenticated read is refused upstream.
+    """
+    django_request = _django_request(request)
+    if actor is None and request is not None:
+        actor = getattr(request, "user", None)
+    if actor is None:
+        actor = current_actor()
+    user = actor if actor is not None and actor.is_authenticated else None
+
+    if channel is None:
+        if django_request is None:
+            channel = AccessEvent.Channel.TASK
+        elif django_request.path.startswith("/fhir/"):
+            channel = AccessEvent.Channel.FHIR
+        elif django_request.path.startswith("/api/"):
+            channel = AccessEvent.Channel.API
+        else:
+            channel = AccessEvent.Channel.HTML
+
+    object_type = object_ref = ""
+    if obj is not None:
+        object_type = obj._meta.label_lower
+        object_ref = str(getattr(obj, "external_id", obj.pk))
+
+    return AccessEvent.objects.create(
+        actor=user,
+        actor_username=user.get_username() if user is not None else "",
+        action=action,
+        channel=channel,
+        patient_ref=str(patient_ref or ""),
+        object_type=object_type,
+        object_ref=object_ref,
+        purpose=purpose,
+        path=django_request.get_full_path()[:_PATH_MAX] if django_request is not None else "",
+        remote_addr=_client_address(django_request) if django_request is not None else None,
+        user_agent=(django_request.META.get("HTTP_USER_AGENT", "") if django_request is not None else "")[
+            :_USER_AGENT_MAX
+        ],
+    )

@@ -1,0 +1,71 @@
+"""The PHI read audit helper records who, what, when, from where and why, from every entry point."""
+
+import uuid
+
+from django.contrib.auth.models import Group, User
+from django.test import RequestFactory
+from rest_framework.request import Request
+
+from core.audit import phi_access_record
+from core.context import acting_as
+from core.models import AccessEvent
+from core.roles import CARE_COORDINATOR
+
+
+def test_html_view_read_is_recorded(role_users: dict[str, User]) -> None:
+    user = role_users[CARE_COORDINATOR]
+    request = RequestFactory().get("/patients/abc/", REMOTE_ADDR="10.1.2.3", HTTP_USER_AGENT="pytest-browser")
+    request.user = user
+    patient = uuid.uuid4()
+
+    event = phi_access_record(request=request, patient_ref=patient, purpose="care coordination")
+
+    stored = AccessEvent.objects.get(pk=event.pk)
+    assert stored.actor == user
+    assert stored.actor_username == "coordinator"
+    assert stored.channel == AccessEvent.Channel.HTML
+    assert stored.action == AccessEvent.Action.READ
+    assert stored.patient_ref == str(patient)
+    assert stored.remote_addr == "10.1.2.3"
+    assert stored.user_agent == "pytest-browser"
+    assert stored.path == "/patients/abc/"
+    assert stored.purpose == "care coordination"
+    assert stored.occurred_at is not None
+
+
+def test_drf_and_fhir_requests_are_recorded_with_their_channel(role_users: dict[str, User]) -> None:
+    user = role_users[CARE_COORDINATOR]
+    api_request = Request(RequestFactory().get("/api/v1/patients/1/", REMOTE_ADDR="10.0.0.9"))
+    api_request.user = user
+    fhir_request = RequestFactory().get("/fhir/Patient/1")
+    fhir_request.user = user
+
+    api_event = phi_access_record(request=api_request, patient_ref="p-1", purpose="api read")
+    fhir_event = phi_access_record(request=fhir_request, patient_ref="p-1", purpose="fhir read")
+
+    assert api_event.channel == AccessEvent.Channel.API
+    assert api_event.remote_addr == "10.0.0.9"
+    assert api_event.actor == user
+    assert fhir_event.channel == AccessEvent.Channel.FHIR
+
+
+def test_task_read_takes_the_actor_from_acting_as(role_users: dict[str, User]) -> None:
+    user = role_users[CARE_COORDINATOR]
+    some_group = Group.objects.get(name=CARE_COORDINATOR)
+
+    with acting_as(user):
+        event = phi_access_record(obj=some_group, purpose="nightly export", action=AccessEvent.Action.EXPORT)
+
+    assert event.actor == user
+    assert event.channel == AccessEvent.Channel.TASK
+    assert event.object_type == "auth.group"
+    assert event.object_ref == str(some_group.pk)
+    assert event.remote_addr is None
+
+
+def test_read_without_any_actor_is_recorded_as_system(db: None) -> None:
+    event = phi_access_record(patient_ref="p-2", purpose="scheduled data quality scan")
+
+    assert event.actor is None
+    assert event.actor_username == ""
+    assert str(event) == "system read p-2"
