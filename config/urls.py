@@ -20,6 +20,7 @@ urlpatterns = [
     path("engagement/", include("engagement.urls")),
     path("analytics/", include("analytics.urls")),
     path("api/v1/me/", MeApi.as_view(), name="api-me"),
+    path("fhir/", include("patients.api.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -44,7 +44,17 @@ ADMINISTRATOR = "Administrator"
 
 ROLES: tuple[Role, ...] = (
     Role(CARE_COORDINATOR, ("patients.access_patients", "engagement.access_engagement"), "patients"),
-    Role(DATA_STEWARD, ("patients.access_patients", "governance.access_governance"), "governance"),
+    Role(
+        DATA_STEWARD,
+        (
+            "patients.access_patients",
+            "governance.access_governance",
+            "patients.view_source",
+            "patients.view_inboundpayload",
+            "patients.replay_payload",
+        ),
+        "governance",
+    ),
     Role(EXECUTIVE, ("analytics.access_analytics",), "analytics"),
     Role(
         ADMINISTRATOR,
@@ -53,6 +63,11 @@ ROLES: tuple[Role, ...] = (
             "governance.access_governance",
             "engagement.access_engagement",
             "analytics.access_analytics",
+            "patients.view_source",
+            "patients.add_source",
+            "patients.change_source",
+            "patients.view_inboundpayload",
+            "patients.replay_payload",
             "core.view_accessevent",
             "auth.view_user",
             "auth.add_user",

@@ -1,9 +1,19 @@
 from django.urls import path
 
-from patients.views import PatientsLandingView
+from patients.views import (
+    PatientsLandingView,
+    PayloadDetailView,
+    PayloadListView,
+    PayloadReplayView,
+    SourceListView,
+)
 
 app_name = "patients"
 
 urlpatterns = [
     path("", PatientsLandingView.as_view(), name="landing"),
+    path("sources/", SourceListView.as_view(), name="source-list"),
+    path("sources/<slug:slug>/payloads/", PayloadListView.as_view(), name="payload-list"),
+    path("payloads/<uuid:external_id>/", PayloadDetailView.as_view(), name="payload-detail"),
+    path("payloads/<uuid:external_id>/replay/", PayloadReplayView.as_view(), name="payload-replay"),
 ]

@@ -188,3 +188,6 @@ LOGGING = {
 }
 
 CONCORD_DEMO_PASSWORD = env.str("CONCORD_DEMO_PASSWORD", default="concord-demo-2026")
+
+# Ingestion: payloads larger than this are stored but quarantined instead of parsed.
+CONCORD_MAX_PAYLOAD_BYTES = env.int("CONCORD_MAX_PAYLOAD_BYTES", default=50 * 1024 * 1024)

@@ -1,0 +1,247 @@
+"""FHIR R4 JSON payloads: a Bundle (transaction, batch, collection, message) or a single resource.
+
+Parsing checks, in order: the bytes are JSON, the JSON is FHIR, every resource validates strictly
+against R4, and every reference inside the Bundle resolves. References to other entries
+(``urn:uuid:...`` full URLs) and conditional references (``Practitioner?identifier=system|value``)
+are rewritten to literal ``Type/id`` references of the source's own ids.
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from patients.fhir import BUNDLE_TYPES_ACCEPTED, resource_validation_problems
+from patients.ingest.entries import JSON, Entry, ParsedPayload, PayloadRejected, Problem
+
+# (resource type, identifier system, identifier value) -> source id, or None when unknown.
+IdentifierLookup = Callable[[str, str, str], str | None]
+
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_CONDITIONAL = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)\?(?P<query>.+)$")
+
+
+def json_load(body: bytes) -> Any:
+    """Decode JSON bytes, turning every failure into a located problem."""
+    if not body.strip():
+        raise PayloadRejected([Problem("", "the payload is empty")], kind="empty")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise PayloadRejected(
+            [Problem(f"byte {error.start}", "the payload is not valid UTF-8 (FHIR JSON must be UTF-8)")],
+            kind="encoding",
+        ) from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        # A file cut short ends inside a string or before its closing braces.
+        truncated = error.msg.startswith("Unterminated string") or error.pos >= len(text.rstrip()) - 1
+        message = f"malformed JSON: {error.msg}" + (" (the file looks truncated)" if truncated else "")
+        raise PayloadRejected(
+            [Problem(f"line {error.lineno} column {error.colno}", message)], kind="malformed"
+        ) from error
+
+
+def _content_id(resource: JSON) -> str:
+    digest = hashlib.sha256(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"sha-{digest[:40]}"
+
+
+def _source_id(resource: JSON, full_url: str) -> str:
+    """The id a resource has in its source: its own id, else its urn:uuid, else one derived from its content."""
+    resource_id = resource.get("id")
+    if isinstance(resource_id, str) and resource_id:
+        return resource_id
+    if full_url.startswith("urn:uuid:"):
+        return full_url.removeprefix("urn:uuid:")
+    if full_url and "/" in full_url:
+        return full_url.rstrip("/").rsplit("/", 1)[-1]
+    return _content_id(resource)
+
+
+def _identifier_pairs(resource: JSON) -> list[tuple[str, str]]:
+    pairs = []
+    for identifier in resource.get("identifier") or []:
+        if isinstance(identifier, dict) and identifier.get("value"):
+            pairs.append((str(identifier.get("system") or ""), str(identifier["value"])))
+    return pairs
+
+
+def _rewrite_references(
+    node: Any, *, resolve: Callable[[str], str | None], unresolved: list[tuple[str, str]], path: str
+) -> None:
+    """Rewrite every ``reference`` in place; collect (path, reference) pairs that do not resolve."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                target = resolve(value)
+                if target is None:
+                    unresolved.append((f"{path}.reference", value))
+                else:
+                    node[key] = target
+            elif isinstance(value, dict | list):
+                _rewrite_references(value, resolve=resolve, unresolved=unresolved, path=f"{path}.{key}")
+    elif isinstance(node, list):
+        for position, item in enumerate(node):
+            if isinstance(item, dict | list):
+                _rewrite_references(item, resolve=resolve, unresolved=unresolved, path=f"{path}[{position}]")
+
+
+class _ReferenceResolver:
+    def __init__(self, entries: list[Entry], lookup: IdentifierLookup) -> None:
+        self.by_full_url = {
+            entry.full_url: f"{entry.resource_type}/{entry.source_id}" for entry in entries if entry.full_url
+        }
+        self.by_identifier: dict[tuple[str, str, str], str] = {}
+        for entry in entries:
+            for system, value in _identifier_pairs(entry.resource):
+                self.by_identifier[(entry.resource_type, system, value)] = entry.source_id
+        self.lookup = lookup
+
+    def __call__(self, reference: str) -> str | None:
+        if reference.startswith("#"):
+            return reference  # a contained resource
+        if reference.startswith(("urn:uuid:", "urn:oid:")):
+            return self.by_full_url.get(reference)
+        conditional = _CONDITIONAL.match(reference)
+        if conditional is not None:
+            return self._conditional(conditional.group("type"), conditional.group("query"))
+        if reference in self.by_full_url:
+            return self.by_full_url[reference]
+        return reference  # a literal reference (Type/id or absolute URL) stays as the source wrote it
+
+    def _conditional(self, resource_type: str, query: str) -> str | None:
+        parameters = parse_qs(query)
+        identifiers = parameters.get("identifier", [])
+        if len(identifiers) != 1 or len(parameters) != 1:
+            return None  # only identifier=system|value is supported
+        system, _, value = identifiers[0].rpartition("|")
+        source_id = self.by_identifier.get((resource_type, system, value)) or self.lookup(
+            resource_type, system, value
+        )
+        return f"{resource_type}/{source_id}" if source_id else None
+
+
+def _entry_from_bundle(position: int, raw_entry: Any) -> tuple[Entry | None, list[Problem]]:
+    location = f"Bundle.entry[{position}]"
+    if not isinstance(raw_entry, dict) or not isinstance(raw_entry.get("resource"), dict):
+        return None, [Problem(location, "entry has no resource")]
+    resource = raw_entry["resource"]
+    request = raw_entry.get("request")
+    if not isinstance(request, dict):
+        request = {}
+    method = str(request.get("method") or "POST").upper()
+    if method not in {"POST", "PUT"}:
+        return None, [Problem(f"{location}.request.method", f"{method} is not supported; send POST or PUT")]
+    full_url = str(raw_entry.get("fullUrl") or "")
+    problems = [
+        Problem(path, message) for path, message in resource_validation_problems(resource, path=location)
+    ]
+    if problems:
+        return None, problems
+    source_id = _source_id(resource, full_url)
+    if not _FHIR_ID.match(source_id):
+        return None, [Problem(f"{location}.resource.id", "id is not a valid FHIR id")]
+    return Entry(
+        resource_type=resource["resourceType"],
+        source_id=source_id,
+        resource=resource,
+        location=location,
+        index=position,
+        full_url=full_url,
+        method=method,
+    ), []
+
+
+def fhir_payload_parse(body: bytes, *, lookup: IdentifierLookup, expected_type: str = "") -> ParsedPayload:
+    """Parse a FHIR payload; ``expected_type`` is the type named by the URL it was posted to, if any."""
+    document = json_load(body)
+    if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
+        raise PayloadRejected(
+            [Problem("", "this JSON is not FHIR: it has no resourceType at the top level")], kind="not-fhir"
+        )
+    if expected_type and document["resourceType"] != expected_type:
+        raise PayloadRejected(
+            [
+                Problem(
+                    "resourceType",
+                    f"the body is a {document['resourceType']} but was posted to {expected_type}",
+                )
+            ],
+            kind="type-mismatch",
+        )
+    if document["resourceType"] != "Bundle":
+        return _single_resource(document, lookup=lookup)
+    return _bundle(document, lookup=lookup)
+
+
+def _single_resource(resource: JSON, *, lookup: IdentifierLookup) -> ParsedPayload:
+    problems = [Problem(path, message) for path, message in resource_validation_problems(resource, path="")]
+    if problems:
+        raise PayloadRejected(problems)
+    source_id = _source_id(resource, "")
+    entry = Entry(resource_type=resource["resourceType"], source_id=source_id, resource=resource, location="")
+    _resolve_all([entry], lookup=lookup, batch=False)
+    return ParsedPayload(entries=[entry], entry_count=1)
+
+
+def _bundle(bundle: JSON, *, lookup: IdentifierLookup) -> ParsedPayload:
+    bundle_type = bundle.get("type")
+    if bundle_type not in BUNDLE_TYPES_ACCEPTED:
+        raise PayloadRejected(
+            [Problem("Bundle.type", f"Bundle type {bundle_type!r} is not accepted; send one of "
+                     + ", ".join(BUNDLE_TYPES_ACCEPTED))],
+            kind="bundle-type",
+        )  # fmt: skip
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise PayloadRejected([Problem("Bundle.entry", "entry must be a list")])
+    batch = bundle_type == "batch"
+    entries: list[Entry] = []
+    entry_problems: dict[int, list[Problem]] = {}
+    for position, raw_entry in enumerate(raw_entries):
+        entry, problems = _entry_from_bundle(position, raw_entry)
+        if problems:
+            entry_problems[position] = problems
+        elif entry is not None:
+            entries.append(entry)
+    if entry_problems and not batch:
+        raise PayloadRejected([problem for problems in entry_problems.values() for problem in problems])
+    entry_problems.update(_resolve_all(entries, lookup=lookup, batch=batch))
+    if entry_problems and not batch:
+        raise PayloadRejected(
+            [problem for problems in entry_problems.values() for problem in problems],
+            kind="unresolved-reference",
+        )
+    failed = set(entry_problems)
+    return ParsedPayload(
+        entries=[entry for entry in entries if entry.index not in failed],
+        bundle_type=str(bundle_type),
+        entry_count=len(raw_entries),
+        entry_problems=entry_problems,
+    )
+
+
+def _resolve_all(entries: list[Entry], *, lookup: IdentifierLookup, batch: bool) -> dict[int, list[Problem]]:
+    resolver = _ReferenceResolver(entries, lookup)
+    problems: dict[int, list[Problem]] = {}
+    for entry in entries:
+        unresolved: list[tuple[str, str]] = []
+        _rewrite_references(
+            entry.resource,
+            resolve=resolver,
+            unresolved=unresolved,
+            path=f"{entry.location}.resource".lstrip("."),
+        )
+        if unresolved:
+            problems[entry.index if entry.index is not None else -1] = [
+                Problem(path, f"reference {reference!r} does not resolve to an entry of this Bundle "
+                        "or a known resource of this source")
+                for path, reference in unresolved
+            ]  # fmt: skip
+    if problems and not batch and not any(entry.index is not None for entry in entries):
+        raise PayloadRejected([p for found in problems.values() for p in found], kind="unresolved-reference")
+    return problems

@@ -1,0 +1,289 @@
+"""Writing parsed entries: per-source patients and resources, keyed by source + type + source id.
+
+Bulk writes, a few queries per payload whatever its size. A newer version of a record replaces the
+current row and the row it replaces is kept in ``ResourceVersion``; an identical re-send changes nothing.
+Callers run this inside their transaction.
+"""
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import timezone
+
+from patients.ingest.entries import Entry
+from patients.ingest.extract import (
+    patient_columns,
+    resource_code,
+    resource_effective_at,
+    resource_patient_id,
+    resource_status,
+)
+from patients.ingest.fhir_input import IdentifierLookup
+from patients.models import (
+    InboundPayload,
+    ResourceVersion,
+    Source,
+    SourceIdentifier,
+    SourcePatient,
+    SourceResource,
+)
+
+# Fields rewritten when a record gets a newer version.
+_RESOURCE_UPDATE_FIELDS = [
+    "version", "content_sha256", "resource", "payload", "patient", "patient_source_id",
+    "code_system", "code", "effective_at", "status", "updated_at",
+]  # fmt: skip
+_PATIENT_UPDATE_FIELDS = [
+    "version", "content_sha256", "resource", "payload", "source_updated_at", "family_name", "given_names",
+    "birth_date", "gender", "phone", "email", "postal_code", "is_active", "updated_at",
+]  # fmt: skip
+
+
+@dataclass
+class StoreResult:
+    created: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    unchanged: Counter[str] = field(default_factory=Counter)
+    # entry location -> ("201 Created" | "200 OK", "Type/id/_history/n")
+    entry_results: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def stored_by_type(self) -> dict[str, int]:
+        return dict(sorted((self.created + self.updated).items()))
+
+
+def content_hash(resource: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _last_wins(entries: list[Entry]) -> list[Entry]:
+    """Within one payload the last occurrence of a record is the one that counts."""
+    by_key: dict[tuple[str, str], Entry] = {}
+    for entry in entries:
+        by_key[(entry.resource_type, entry.source_id)] = entry
+    return list(by_key.values())
+
+
+def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entry]) -> StoreResult:
+    result = StoreResult()
+    unique = _last_wins(entries)
+    hashes = {id(entry): content_hash(entry.resource) for entry in unique}
+    patients = [entry for entry in unique if entry.resource_type == "Patient"]
+    others = [entry for entry in unique if entry.resource_type != "Patient"]
+
+    patient_pks = _store_patients(
+        source=source, payload=payload, entries=patients, hashes=hashes, result=result
+    )
+    _store_resources(
+        source=source, payload=payload, entries=others, hashes=hashes, result=result, patient_pks=patient_pks
+    )
+    _store_identifiers(source=source, entries=unique)
+    for entry in entries:  # duplicates inside the payload answer like the occurrence that counted
+        key = f"{entry.resource_type}/{entry.source_id}"
+        if key in result.entry_results:
+            result.entry_results[entry.location] = result.entry_results[key]
+    return result
+
+
+def _history_row(
+    *, source: Source, resource_type: str, current: SourcePatient | SourceResource
+) -> ResourceVersion:
+    return ResourceVersion(
+        source=source,
+        resource_type=resource_type,
+        source_record_id=current.source_record_id,
+        version=current.version,
+        content_sha256=current.content_sha256,
+        resource=current.resource,
+        payload_id=current.payload_id,
+        stored_at=current.updated_at,
+    )
+
+
+def _record(result: StoreResult, entry: Entry, *, outcome: str, version: int) -> None:
+    status = {"created": "201 Created", "updated": "200 OK", "unchanged": "200 OK"}[outcome]
+    getattr(result, outcome)[entry.resource_type] += 1
+    reference = f"{entry.resource_type}/{entry.source_id}"
+    result.entry_results[reference] = (status, f"{reference}/_history/{version}")
+
+
+def _store_patients(
+    *,
+    source: Source,
+    payload: InboundPayload,
+    entries: list[Entry],
+    hashes: dict[int, str],
+    result: StoreResult,
+) -> dict[str, int]:
+    """Store Patient entries; return source id -> SourcePatient pk for the patients of this payload."""
+    if not entries:
+        return {}
+    existing = {
+        row.source_record_id: row
+        for row in SourcePatient.objects.filter(
+            source=source, source_record_id__in=[e.source_id for e in entries]
+        )
+    }
+    now = timezone.now()
+    new_rows, changed_rows, history = [], [], []
+    for entry in entries:
+        digest = hashes[id(entry)]
+        current = existing.get(entry.source_id)
+        if current is None:
+            new_rows.append(
+                SourcePatient(
+                    source=source,
+                    source_record_id=entry.source_id,
+                    content_sha256=digest,
+                    resource=entry.resource,
+                    payload=payload,
+                    **patient_columns(entry.resource),
+                )
+            )
+            _record(result, entry, outcome="created", version=1)
+        elif current.content_sha256 == digest:
+            _record(result, entry, outcome="unchanged", version=current.version)
+        else:
+            history.append(_history_row(source=source, resource_type="Patient", current=current))
+            current.version += 1
+            current.content_sha256 = digest
+            current.resource = entry.resource
+            current.payload = payload
+            current.updated_at = now
+            for name, value in patient_columns(entry.resource).items():
+                setattr(current, name, value)
+            changed_rows.append(current)
+            _record(result, entry, outcome="updated", version=current.version)
+    SourcePatient.objects.bulk_create(new_rows)
+    SourcePatient.objects.bulk_update(changed_rows, _PATIENT_UPDATE_FIELDS)
+    ResourceVersion.objects.bulk_create(history)
+    if new_rows and any(row.pk is None for row in new_rows):  # backends that do not return ids
+        new_rows = list(
+            SourcePatient.objects.filter(
+                source=source, source_record_id__in=[r.source_record_id for r in new_rows]
+            )
+        )
+    pks = {row.source_record_id: row.pk for row in [*existing.values(), *new_rows]}
+    _attach_waiting_resources(source=source, patient_pks=pks)
+    return pks
+
+
+def _attach_waiting_resources(*, source: Source, patient_pks: dict[str, int]) -> None:
+    """Resources that arrived before their patient are attached to it now."""
+    waiting = SourceResource.objects.filter(
+        source=source, patient__isnull=True, patient_source_id__in=list(patient_pks)
+    ).exclude(patient_source_id="")
+    for patient_source_id in set(waiting.values_list("patient_source_id", flat=True).distinct()):
+        waiting.filter(patient_source_id=patient_source_id).update(patient_id=patient_pks[patient_source_id])
+
+
+def _store_resources(
+    *,
+    source: Source,
+    payload: InboundPayload,
+    entries: list[Entry],
+    hashes: dict[int, str],
+    result: StoreResult,
+    patient_pks: dict[str, int],
+) -> None:
+    if not entries:
+        return
+    existing = {
+        (row.resource_type, row.source_record_id): row
+        for row in SourceResource.objects.filter(
+            source=source, source_record_id__in=[e.source_id for e in entries]
+        )
+    }
+    referenced = {resource_patient_id(entry.resource) for entry in entries} - set(patient_pks) - {""}
+    if referenced:
+        patient_pks = {
+            **patient_pks,
+            **dict(
+                SourcePatient.objects.filter(source=source, source_record_id__in=referenced).values_list(
+                    "source_record_id", "pk"
+                )
+            ),
+        }
+    now = timezone.now()
+    new_rows, changed_rows, history = [], [], []
+    for entry in entries:
+        digest = hashes[id(entry)]
+        current = existing.get((entry.resource_type, entry.source_id))
+        if current is not None and current.content_sha256 == digest:
+            _record(result, entry, outcome="unchanged", version=current.version)
+            continue
+        patient_source_id = resource_patient_id(entry.resource)
+        system, code = resource_code(entry.resource)
+        columns = {
+            "resource": entry.resource,
+            "content_sha256": digest,
+            "payload": payload,
+            "patient_id": patient_pks.get(patient_source_id),
+            "patient_source_id": patient_source_id,
+            "code_system": system,
+            "code": code,
+            "effective_at": resource_effective_at(entry.resource),
+            "status": resource_status(entry.resource),
+        }
+        if current is None:
+            new_rows.append(
+                SourceResource(
+                    source=source,
+                    resource_type=entry.resource_type,
+                    source_record_id=entry.source_id,
+                    **columns,
+                )
+            )
+            _record(result, entry, outcome="created", version=1)
+        else:
+            history.append(_history_row(source=source, resource_type=entry.resource_type, current=current))
+            for name, value in columns.items():
+                setattr(current, name, value)
+            current.version += 1
+            current.updated_at = now
+            changed_rows.append(current)
+            _record(result, entry, outcome="updated", version=current.version)
+    SourceResource.objects.bulk_create(new_rows, batch_size=1000)
+    SourceResource.objects.bulk_update(changed_rows, _RESOURCE_UPDATE_FIELDS, batch_size=500)
+    ResourceVersion.objects.bulk_create(history, batch_size=500)
+
+
+def _store_identifiers(*, source: Source, entries: list[Entry]) -> None:
+    rows = {}
+    for entry in entries:
+        for identifier in entry.resource.get("identifier") or []:
+            if isinstance(identifier, dict) and identifier.get("value"):
+                system = str(identifier.get("system") or "")[:300]
+                value = str(identifier["value"])[:300]
+                rows[(entry.resource_type, system, value)] = SourceIdentifier(
+                    source=source,
+                    resource_type=entry.resource_type,
+                    system=system,
+                    value=value,
+                    source_record_id=entry.source_id,
+                )
+    if rows:
+        SourceIdentifier.objects.bulk_create(
+            list(rows.values()),
+            update_conflicts=True,
+            unique_fields=["source", "resource_type", "system", "value"],
+            update_fields=["source_record_id"],
+            batch_size=1000,
+        )
+
+
+def identifier_lookup(source: Source) -> IdentifierLookup:
+    """Resolve conditional references against what this source has already sent."""
+
+    def lookup(resource_type: str, system: str, value: str) -> str | None:
+        return (
+            SourceIdentifier.objects.filter(
+                source=source, resource_type=resource_type, system=system, value=value
+            )
+            .values_list("source_record_id", flat=True)
+            .first()
+        )
+
+    return lookup

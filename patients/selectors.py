@@ -1,0 +1,85 @@
+"""Reads of source systems and their payloads, for the sources page and the APIs."""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+
+from patients.models import InboundPayload, Source, SourcePatient, SourceResource
+
+
+def source_for_token(token: str) -> Source | None:
+    """The active source an API token belongs to, or None."""
+    if not token:
+        return None
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return Source.objects.filter(api_token_sha256=digest, is_active=True).first()
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    source: Source
+    last_received_at: datetime | None
+    payloads: int
+    accepted: int
+    quarantined: int
+    patients: int
+    resources: int
+    last_error: str
+    last_error_at: datetime | None
+
+
+def source_status_list() -> list[SourceStatus]:
+    """Every source with its ingestion figures: a few aggregate queries, whatever the number of sources."""
+    latest_quarantined = InboundPayload.objects.filter(
+        source=OuterRef("pk"), status=InboundPayload.Status.QUARANTINED
+    ).order_by("-processed_at")
+    sources = Source.objects.annotate(
+        last_received=Max("payloads__last_received_at"),
+        payload_count=Count("payloads"),
+        accepted_count=Count("payloads", filter=Q(payloads__status=InboundPayload.Status.ACCEPTED)),
+        quarantined_count=Count("payloads", filter=Q(payloads__status=InboundPayload.Status.QUARANTINED)),
+        last_error=Subquery(latest_quarantined.values("error")[:1]),
+        last_error_at=Subquery(latest_quarantined.values("processed_at")[:1]),
+    ).order_by("name")
+    patients = dict(Source.objects.annotate(n=Count("patients")).values_list("pk", "n"))
+    resources = dict(Source.objects.annotate(n=Count("resources")).values_list("pk", "n"))
+    return [
+        SourceStatus(
+            source=source,
+            last_received_at=source.last_received,
+            payloads=source.payload_count,
+            accepted=source.accepted_count,
+            quarantined=source.quarantined_count,
+            patients=patients.get(source.pk, 0),
+            resources=resources.get(source.pk, 0),
+            last_error=source.last_error or "",
+            last_error_at=source.last_error_at,
+        )
+        for source in sources
+    ]
+
+
+def payload_list(*, source: Source | None = None, status: str = "") -> QuerySet[InboundPayload]:
+    """Payload metadata, newest first; the body (PHI) is deferred and never listed."""
+    payloads = InboundPayload.objects.select_related("source").defer("body")
+    if source is not None:
+        payloads = payloads.filter(source=source)
+    if status:
+        payloads = payloads.filter(status=status)
+    return payloads.order_by("-received_at")
+
+
+def stored_resource_get(
+    *, source: Source, resource_type: str, source_record_id: str
+) -> dict[str, Any] | None:
+    """The current stored JSON of one source record, or None."""
+    if resource_type == "Patient":
+        patients = SourcePatient.objects.filter(source=source, source_record_id=source_record_id)
+        return patients.values_list("resource", flat=True).first()
+    resources = SourceResource.objects.filter(
+        source=source, resource_type=resource_type, source_record_id=source_record_id
+    )
+    return resources.values_list("resource", flat=True).first()

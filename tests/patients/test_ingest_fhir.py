@@ -1,0 +1,183 @@
+"""FHIR payloads through landing, parsing, normalization and storage, on the real database."""
+
+from collections.abc import Callable
+
+from patients.models import (
+    InboundPayload,
+    ResourceVersion,
+    Source,
+    SourceIdentifier,
+    SourcePatient,
+    SourceResource,
+)
+from tests.patients.conftest import as_bytes, blood_pressure, patient, transaction
+
+PATIENT_UUID = "7d1c2a52-3c1f-4b8e-9f1a-0a9b2c3d4e5f"
+OBSERVATION_UUID = "1f6e8a3c-8c4b-4b8f-a8a0-4e1c2b3a4d5e"
+
+
+def test_bundle_lands_exactly_and_is_stored_with_resolved_references(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    body = as_bytes(
+        transaction(patient(PATIENT_UUID), blood_pressure(OBSERVATION_UUID, f"urn:uuid:{PATIENT_UUID}"))
+    )
+
+    payload = land(source, body)
+
+    assert bytes(payload.body) == body
+    assert payload.size == len(body)
+    assert payload.status == InboundPayload.Status.ACCEPTED
+    assert payload.outcome["stored"] == {"Observation": 1, "Patient": 1}
+    observation = SourceResource.objects.get(source=source, resource_type="Observation")
+    stored_patient = SourcePatient.objects.get(source=source)
+    assert observation.source_record_id == OBSERVATION_UUID
+    assert observation.resource["subject"] == {"reference": f"Patient/{PATIENT_UUID}"}
+    assert observation.patient == stored_patient
+    assert observation.patient_source_id == PATIENT_UUID
+    assert (observation.code_system, observation.code, observation.status) == (
+        "http://loinc.org",
+        "85354-9",
+        "final",
+    )
+    assert observation.effective_at is not None
+    assert observation.effective_at.isoformat() == "2024-03-02T14:30:00+00:00"
+    assert observation.resource["effectiveDateTime"] == "2024-03-02T14:30:00Z"
+
+
+def test_patient_demographics_are_normalized_and_originals_kept(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    land(source, as_bytes(patient("p-1")))
+
+    stored = SourcePatient.objects.get(source=source, source_record_id="p-1")
+    assert stored.phone == "+16175550134"
+    assert (stored.family_name, stored.given_names, stored.gender) == ("Quigley", "Alma", "female")
+    assert str(stored.birth_date) == "1961-04-12"
+    assert stored.postal_code == "02108"
+    telecom = stored.resource["telecom"][0]
+    assert telecom["value"] == "+16175550134"
+    assert telecom["_value"]["extension"][0]["valueString"] == "(617) 555-0134"
+    address = stored.resource["address"][0]
+    assert address["line"] == ["12 Elm St"]
+    assert address["state"] == "MA"
+
+
+def test_same_payload_twice_is_stored_and_processed_once(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    body = as_bytes(patient("p-1"))
+
+    first = land(source, body)
+    second = land(source, body)
+
+    assert first.pk == second.pk
+    assert second.times_received == 2
+    assert second.attempts == 1
+    assert InboundPayload.objects.count() == 1
+    assert SourcePatient.objects.count() == 1
+
+
+def test_newer_version_replaces_current_and_keeps_history(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    land(source, as_bytes(patient("p-1")))
+    moved = patient(
+        "p-1", address=[{"line": ["9 Oak Avenue"], "city": "Salem", "state": "MA", "postalCode": "01970"}]
+    )
+
+    payload = land(source, as_bytes(moved))
+
+    current = SourcePatient.objects.get(source=source, source_record_id="p-1")
+    assert payload.outcome["updated"] == {"Patient": 1}
+    assert current.version == 2
+    assert current.postal_code == "01970"
+    assert current.resource["address"][0]["line"] == ["9 Oak Ave"]
+    previous = ResourceVersion.objects.get(source=source, resource_type="Patient", source_record_id="p-1")
+    assert previous.version == 1
+    assert previous.resource["address"][0]["postalCode"] == "02108"
+
+
+def test_identical_content_in_a_new_payload_changes_nothing(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    land(source, as_bytes(patient("p-1")))
+    same_in_a_bundle = as_bytes(transaction(patient("p-1")))
+
+    payload = land(source, same_in_a_bundle)
+
+    assert payload.status == InboundPayload.Status.ACCEPTED
+    assert payload.outcome["unchanged"] == {"Patient": 1}
+    assert payload.outcome["stored"] == {}
+    assert SourcePatient.objects.get().version == 1
+    assert ResourceVersion.objects.count() == 0
+
+
+def test_conditional_reference_resolves_against_stored_identifiers(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    practitioner = {
+        "resourceType": "Practitioner",
+        "id": "dr-1",
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "9999912345"}],
+    }
+    land(source, as_bytes(transaction(practitioner, bundle_type="collection")))
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "enc-1",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "participant": [
+            {"individual": {"reference": "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999912345"}}
+        ],
+        "period": {"start": "2024-01-05T10:00:00Z"},
+    }
+
+    payload = land(source, as_bytes(transaction(encounter)))
+
+    assert payload.status == InboundPayload.Status.ACCEPTED
+    stored = SourceResource.objects.get(resource_type="Encounter")
+    assert stored.resource["participant"][0]["individual"]["reference"] == "Practitioner/dr-1"
+    assert SourceIdentifier.objects.get(value="9999912345").source_record_id == "dr-1"
+
+
+def test_resource_that_arrives_before_its_patient_is_attached_later(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    land(source, as_bytes(blood_pressure("obs-1", "Patient/p-9")))
+    assert SourceResource.objects.get().patient is None
+
+    land(source, as_bytes(patient("p-9")))
+
+    assert SourceResource.objects.get().patient == SourcePatient.objects.get(source_record_id="p-9")
+
+
+def test_batch_stores_valid_entries_and_quarantines_the_rest(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    bundle = transaction(patient("p-1"), blood_pressure("obs-1", "urn:uuid:missing"), bundle_type="batch")
+
+    payload = land(source, as_bytes(bundle))
+
+    assert payload.status == InboundPayload.Status.QUARANTINED
+    assert payload.outcome["stored"] == {"Patient": 1}
+    assert payload.problems == [
+        {
+            "location": "Bundle.entry[1].resource.subject.reference",
+            "message": "reference 'urn:uuid:missing' does not resolve to an entry of this Bundle or a known resource of this source",
+        }
+    ]
+    assert SourceResource.objects.count() == 0
+
+
+def test_same_records_from_two_sources_are_kept_apart(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    from patients.services import source_create
+
+    crm = source_create(actor=None, slug="crm", name="CRM", kind=Source.Kind.CRM)
+
+    land(source, as_bytes(patient("p-1")))
+    land(crm, as_bytes(patient("p-1")))
+
+    assert SourcePatient.objects.filter(source_record_id="p-1").count() == 2
