@@ -49,6 +49,10 @@ def max_payload_bytes() -> int:
     return int(settings.CONCORD_MAX_PAYLOAD_BYTES)
 
 
+def _over_limit(size: int) -> Problem:
+    return Problem("", f"the payload is {size:,} bytes, over the limit of {max_payload_bytes():,}")
+
+
 def payload_receive(
     *,
     source: Source,
@@ -89,11 +93,10 @@ def payload_receive(
         if len(body) > max_payload_bytes():
             payload.status = InboundPayload.Status.QUARANTINED
             payload.processed_at = now
-            problem = Problem(
-                "", f"the payload is {len(body):,} bytes, over the limit of {max_payload_bytes():,}"
-            )
+            problem = _over_limit(len(body))
             payload.error = str(problem)
             payload.problems = [problem.as_dict()]
+            payload.outcome = {"kind": "too-large"}
         try:
             with transaction.atomic():
                 payload.save()
@@ -181,6 +184,11 @@ def _process_once(payload_id: int) -> ProcessOutcome:
         payload = InboundPayload.objects.select_for_update().select_related("source").get(pk=payload_id)
         if payload.status == InboundPayload.Status.ACCEPTED:
             return ProcessOutcome(payload=payload, already_processed=True)
+        if payload.size > max_payload_bytes():
+            problem = _over_limit(payload.size)
+            if payload.status != InboundPayload.Status.QUARANTINED:
+                _quarantine(payload, [problem], outcome={"kind": "too-large"})
+            return ProcessOutcome(payload=payload, problems=[problem])
         payload.attempts += 1
         timezone_name = str(payload.source.connector_settings.get("time_zone") or settings.TIME_ZONE)
         try:
