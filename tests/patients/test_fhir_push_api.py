@@ -13,8 +13,8 @@ FHIR_JSON = "application/fhir+json"
 
 
 def post(client: Client, path: str, body: bytes, token: str | None) -> Any:
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token is not None else {}
-    return client.post(path, data=body, content_type=FHIR_JSON, **headers)
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return client.post(path, data=body, content_type=FHIR_JSON, headers=headers)
 
 
 def test_transaction_answers_transaction_response_with_entry_status(
