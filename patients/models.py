@@ -169,6 +169,8 @@ class SourceResource(BaseModel):
             ),
         ]
         indexes = [
+            # Storage looks records up by source and id across types, one query per payload.
+            models.Index(fields=["source", "source_record_id"], name="patients_srcres_source_record"),
             models.Index(
                 fields=["patient", "resource_type", "-effective_at"], name="patients_srcres_patient_type"
             ),

@@ -480,12 +480,15 @@ def patient_resource_normalize(resource: dict[str, Any], *, default_timezone: st
 def resource_datetimes_normalize(
     resource: dict[str, Any], *, default_timezone: str = "UTC"
 ) -> dict[str, Any]:
-    result = copy.deepcopy(resource)
+    # Copy only what changes (the top level and the periods): ingest calls this for every resource.
+    result = dict(resource)
     for key in DATETIME_ELEMENTS:
-        _datetime_element_normalize(result, key, default_timezone=default_timezone)
+        if key in result:
+            _datetime_element_normalize(result, key, default_timezone=default_timezone)
     for key in PERIOD_ELEMENTS:
         period = result.get(key)
         if isinstance(period, dict):
+            result[key] = period = dict(period)
             for bound in ("start", "end"):
                 _datetime_element_normalize(period, bound, default_timezone=default_timezone)
     return result

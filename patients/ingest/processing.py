@@ -252,6 +252,7 @@ def payload_process(*, payload_id: int) -> ProcessOutcome:
         try:
             return _process_once(payload_id)
         except IntegrityError:
+            logger.info("payload %s: concurrent write of the same records, attempt %s", payload_id, attempt)
             if attempt == CONCURRENT_WRITE_RETRIES:
                 payload = InboundPayload.objects.get(pk=payload_id)
                 problem = Problem("", "conflicting concurrent writes of the same records; replay it")

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from patients.ingest.entries import Entry
@@ -54,8 +55,12 @@ class StoreResult:
         return dict(sorted((self.created + self.updated).items()))
 
 
+def canonical_json(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def content_hash(resource: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(resource).encode()).hexdigest()
 
 
 def _last_wins(entries: list[Entry]) -> list[Entry]:
@@ -69,7 +74,9 @@ def _last_wins(entries: list[Entry]) -> list[Entry]:
 def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entry]) -> StoreResult:
     result = StoreResult()
     unique = _last_wins(entries)
-    hashes = {id(entry): content_hash(entry.resource) for entry in unique}
+    # One serialization per resource serves both the content hash and (on PostgreSQL) the COPY.
+    texts = {id(entry): canonical_json(entry.resource) for entry in unique}
+    hashes = {key: hashlib.sha256(text.encode()).hexdigest() for key, text in texts.items()}
     patients = [entry for entry in unique if entry.resource_type == "Patient"]
     others = [entry for entry in unique if entry.resource_type != "Patient"]
 
@@ -77,7 +84,13 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
         source=source, payload=payload, entries=patients, hashes=hashes, result=result
     )
     _store_resources(
-        source=source, payload=payload, entries=others, hashes=hashes, result=result, patient_pks=patient_pks
+        source=source,
+        payload=payload,
+        entries=others,
+        hashes=hashes,
+        texts=texts,
+        result=result,
+        patient_pks=patient_pks,
     )
     _store_identifiers(source=source, entries=unique)
     for entry in entries:  # duplicates inside the payload answer like the occurrence that counted
@@ -185,6 +198,7 @@ def _store_resources(
     payload: InboundPayload,
     entries: list[Entry],
     hashes: dict[int, str],
+    texts: dict[int, str],
     result: StoreResult,
     patient_pks: dict[str, int],
 ) -> None:
@@ -207,7 +221,8 @@ def _store_resources(
             ),
         }
     now = timezone.now()
-    new_rows, changed_rows, history = [], [], []
+    new_rows: list[tuple[SourceResource, str]] = []
+    changed_rows, history = [], []
     for entry in entries:
         digest = hashes[id(entry)]
         current = existing.get((entry.resource_type, entry.source_id))
@@ -228,14 +243,10 @@ def _store_resources(
             "status": resource_status(entry.resource),
         }
         if current is None:
-            new_rows.append(
-                SourceResource(
-                    source=source,
-                    resource_type=entry.resource_type,
-                    source_record_id=entry.source_id,
-                    **columns,
-                )
+            row = SourceResource(
+                source=source, resource_type=entry.resource_type, source_record_id=entry.source_id, **columns
             )
+            new_rows.append((row, texts[id(entry)]))
             _record(result, entry, outcome="created", version=1)
         else:
             history.append(_history_row(source=source, resource_type=entry.resource_type, current=current))
@@ -245,9 +256,37 @@ def _store_resources(
             current.updated_at = now
             changed_rows.append(current)
             _record(result, entry, outcome="updated", version=current.version)
-    SourceResource.objects.bulk_create(new_rows, batch_size=1000)
+    _insert_resources(new_rows, now=now)
     SourceResource.objects.bulk_update(changed_rows, _RESOURCE_UPDATE_FIELDS, batch_size=500)
     ResourceVersion.objects.bulk_create(history, batch_size=500)
+
+
+_COPY_COLUMNS = (
+    "external_id", "created_at", "updated_at", "source_id", "resource_type", "source_record_id", "version",
+    "content_sha256", "resource", "payload_id", "patient_id", "patient_source_id", "code_system", "code",
+    "effective_at", "status",
+)  # fmt: skip
+
+
+def _insert_resources(rows: list[tuple[SourceResource, str]], *, now: Any) -> None:
+    """Insert new resources: COPY on PostgreSQL (the JSON text already made for the hash), else bulk_create."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        SourceResource.objects.bulk_create([row for row, _ in rows], batch_size=1000)
+        return
+    table = connection.ops.quote_name(SourceResource._meta.db_table)
+    # Identifiers are the model's own table and column names, never input.
+    statement = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row, text in rows:
+            copy.write_row(
+                (
+                    row.external_id, now, now, row.source_id, row.resource_type, row.source_record_id, row.version,
+                    row.content_sha256, text, row.payload_id, row.patient_id, row.patient_source_id,
+                    row.code_system, row.code, row.effective_at, row.status,
+                )
+            )  # fmt: skip
 
 
 def _store_identifiers(*, source: Source, entries: list[Entry]) -> None:

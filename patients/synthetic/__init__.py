@@ -1,0 +1,49 @@
+"""Concord's own synthetic multi-source patient data, and volume cloned from Synthea.
+
+``generate_population`` draws people and their records in a hospital EHR and a clinic EHR (FHIR R4
+transaction Bundles) and a CRM (CSV rows), the records disagreeing with the truth the way real
+systems do; ``write_population`` writes them with the ground truth beside them.
+``clone_synthea_bundle`` and ``iter_synthea_clones`` turn Synthea's patients into many more.
+Everything is deterministic for a given seed and uses no database.
+"""
+
+from patients.synthetic.csv_export import CRM_COLUMNS, CRM_MAPPING
+from patients.synthetic.disagreements import PERSON_EVENT_RATES, RECORD_RATES, Disagreement
+from patients.synthetic.names import NICKNAMES
+from patients.synthetic.people import Address, HardNegative, Person
+from patients.synthetic.population import (
+    Population,
+    SourceRecord,
+    TruthRow,
+    generate_population,
+    read_truth,
+    write_population,
+)
+from patients.synthetic.records import CLINIC_EHR, CRM, HOSPITAL_EHR, MRN_SYSTEMS, SOURCES
+from patients.synthetic.synthea import clone_synthea_bundle, iter_synthea_clones, write_synthea_clones
+
+__all__ = [
+    "CLINIC_EHR",
+    "CRM",
+    "CRM_COLUMNS",
+    "CRM_MAPPING",
+    "HOSPITAL_EHR",
+    "MRN_SYSTEMS",
+    "NICKNAMES",
+    "PERSON_EVENT_RATES",
+    "RECORD_RATES",
+    "SOURCES",
+    "Address",
+    "Disagreement",
+    "HardNegative",
+    "Person",
+    "Population",
+    "SourceRecord",
+    "TruthRow",
+    "clone_synthea_bundle",
+    "generate_population",
+    "iter_synthea_clones",
+    "read_truth",
+    "write_population",
+    "write_synthea_clones",
+]
