@@ -17,6 +17,7 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 setup: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py setup_demo
+	$(PY) manage.py load_demo
 
 serve: setup
 	@echo "Concord is at http://$(HOST):$(PORT)/  (demo logins in README.md)"

@@ -67,7 +67,8 @@ class InboundPayload(BaseModel):
         ACCEPTED = "accepted", "Accepted"
         QUARANTINED = "quarantined", "Quarantined"
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="payloads")
+    # Covered by the (source, sha256) unique constraint.
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="payloads", db_index=False)
     received_at = models.DateTimeField(db_index=True)
     last_received_at = models.DateTimeField()
     times_received = models.PositiveIntegerField(default=1)
@@ -106,12 +107,13 @@ class InboundPayload(BaseModel):
 class SourcePatient(BaseModel):
     """A patient record as one source knows it (current version), with demographics extracted for matching."""
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="patients")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="patients", db_index=False)
     source_record_id = models.CharField(max_length=128)
     version = models.PositiveIntegerField(default=1)
     content_sha256 = models.CharField(max_length=64)
     resource = models.JSONField(help_text="Normalized FHIR R4 Patient.")
-    payload = models.ForeignKey(InboundPayload, on_delete=models.PROTECT, related_name="+")
+    # Payloads are never deleted, and nothing looks records up by payload: no index to maintain on ingest.
+    payload = models.ForeignKey(InboundPayload, on_delete=models.PROTECT, related_name="+", db_index=False)
     source_updated_at = models.DateTimeField(null=True, blank=True)
     family_name = models.CharField(max_length=200, blank=True)
     given_names = models.CharField(max_length=200, blank=True)
@@ -143,15 +145,22 @@ class SourcePatient(BaseModel):
 class SourceResource(BaseModel):
     """Any other resource from a source (current version): full FHIR JSON plus indexed columns."""
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="resources")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="resources", db_index=False)
     resource_type = models.CharField(max_length=64)
     source_record_id = models.CharField(max_length=128)
     version = models.PositiveIntegerField(default=1)
     content_sha256 = models.CharField(max_length=64)
     resource = models.JSONField(help_text="Normalized FHIR R4 resource, references rewritten to Type/id.")
-    payload = models.ForeignKey(InboundPayload, on_delete=models.PROTECT, related_name="+")
+    # Payloads are never deleted, and nothing looks records up by payload: no index to maintain on ingest.
+    payload = models.ForeignKey(InboundPayload, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # Covered by the (patient, resource_type, -effective_at) index.
     patient = models.ForeignKey(
-        SourcePatient, null=True, blank=True, on_delete=models.PROTECT, related_name="resources"
+        SourcePatient,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resources",
+        db_index=False,
     )
     patient_source_id = models.CharField(
         max_length=128, blank=True, help_text="Source id of the patient referenced, even before it arrives."
@@ -189,13 +198,14 @@ class SourceResource(BaseModel):
 class ResourceVersion(models.Model):
     """A superseded version of a source record, kept when a newer one replaces it."""
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
     resource_type = models.CharField(max_length=64)
     source_record_id = models.CharField(max_length=128)
     version = models.PositiveIntegerField()
     content_sha256 = models.CharField(max_length=64)
     resource = models.JSONField()
-    payload = models.ForeignKey(InboundPayload, on_delete=models.PROTECT, related_name="+")
+    # Payloads are never deleted, and nothing looks records up by payload: no index to maintain on ingest.
+    payload = models.ForeignKey(InboundPayload, on_delete=models.PROTECT, related_name="+", db_index=False)
     stored_at = models.DateTimeField(help_text="When this version became current.")
     superseded_at = models.DateTimeField(auto_now_add=True)
 
@@ -215,7 +225,7 @@ class ResourceVersion(models.Model):
 class SourceIdentifier(models.Model):
     """Business identifiers of source records, so conditional references (Type?identifier=s|v) resolve."""
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+", db_index=False)
     resource_type = models.CharField(max_length=64)
     system = models.CharField(max_length=300)
     value = models.CharField(max_length=300)

@@ -3,9 +3,10 @@
 import hashlib
 import logging
 import secrets
+from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from core.context import acting_as
 from core.errors import ApplicationError
@@ -23,7 +24,7 @@ def source_create(
     kind: str = Source.Kind.OTHER,
     department: str = "",
     jurisdiction: str = "",
-    connector_settings: dict[str, object] | None = None,
+    connector_settings: dict[str, Any] | None = None,
 ) -> Source:
     if Source.objects.filter(slug=slug).exists():
         raise ApplicationError(f"A source with slug {slug!r} already exists.")
@@ -48,7 +49,15 @@ def source_ensure(
     source = Source.objects.filter(slug=slug).first()
     if source is not None:
         return source, False
-    return source_create(actor=actor, slug=slug, name=name or slug.replace("-", " ").title(), kind=kind), True
+    try:
+        with transaction.atomic():
+            created = source_create(
+                actor=actor, slug=slug, name=name or slug.replace("-", " ").title(), kind=kind
+            )
+    except (IntegrityError, ApplicationError):
+        # Another process created it at the same moment: use that one.
+        return Source.objects.get(slug=slug), False
+    return created, True
 
 
 def _token_digest(token: str) -> str:

@@ -23,7 +23,7 @@ else:
 DATABASES["default"]["TEST"] = {"NAME": env.str("CONCORD_TEST_DATABASE_NAME", default="test_concord")}
 
 # Tests run tasks eagerly unless a test starts a real worker against REDIS_TEST_URL itself.
-CELERY_BROKER_URL = ""
+CELERY_BROKER_URL = "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = True
 

@@ -181,7 +181,10 @@ def _outcome_json(result: StoreResult, *, with_entries: bool) -> dict[str, Any]:
 
 def _process_once(payload_id: int) -> ProcessOutcome:
     with transaction.atomic():
-        payload = InboundPayload.objects.select_for_update().select_related("source").get(pk=payload_id)
+        # Lock the payload row only: locking the joined source row too would serialize all of a source's work.
+        payload = (
+            InboundPayload.objects.select_for_update(of=("self",)).select_related("source").get(pk=payload_id)
+        )
         if payload.status == InboundPayload.Status.ACCEPTED:
             return ProcessOutcome(payload=payload, already_processed=True)
         if payload.size > max_payload_bytes():

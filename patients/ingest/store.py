@@ -278,7 +278,13 @@ def _insert_resources(rows: list[tuple[SourceResource, str]], *, now: Any) -> No
     table = connection.ops.quote_name(SourceResource._meta.db_table)
     # Identifiers are the model's own table and column names, never input.
     statement = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+    # wrap_database_errors turns psycopg's errors into Django's (a concurrent insert of the same record
+    # must surface as IntegrityError, which processing retries).
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
         for row, text in rows:
             copy.write_row(
                 (

@@ -3,7 +3,8 @@
 ``generate_population`` draws people and their records in a hospital EHR and a clinic EHR (FHIR R4
 transaction Bundles) and a CRM (CSV rows), the records disagreeing with the truth the way real
 systems do; ``write_population`` writes them with the ground truth beside them.
-``clone_synthea_bundle`` and ``iter_synthea_clones`` turn Synthea's patients into many more.
+``clone_synthea_bundle`` and ``iter_synthea_clones`` turn Synthea's patients into many more;
+``write_synthea_crm_export`` gives Synthea's patients a CRM export that disagrees with them.
 Everything is deterministic for a given seed and uses no database.
 """
 
@@ -21,6 +22,7 @@ from patients.synthetic.population import (
 )
 from patients.synthetic.records import CLINIC_EHR, CRM, HOSPITAL_EHR, MRN_SYSTEMS, SOURCES
 from patients.synthetic.synthea import clone_synthea_bundle, iter_synthea_clones, write_synthea_clones
+from patients.synthetic.synthea_crm import write_synthea_crm_export
 
 __all__ = [
     "CLINIC_EHR",
@@ -46,4 +48,5 @@ __all__ = [
     "read_truth",
     "write_population",
     "write_synthea_clones",
+    "write_synthea_crm_export",
 ]

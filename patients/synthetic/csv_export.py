@@ -77,8 +77,13 @@ def crm_row(view: RecordView) -> dict[str, str]:
     }
 
 
-def crm_export_write(rows: Iterable[dict[str, str]], *, directory: Path) -> int:
-    """Write ``patients.csv`` and ``mapping.json`` into ``directory``; return the number of rows."""
+def crm_export_write(
+    rows: Iterable[dict[str, str]], *, directory: Path, hospital_mrn_system: str = MRN_SYSTEMS[HOSPITAL_EHR]
+) -> int:
+    """Write ``patients.csv`` and ``mapping.json`` into ``directory``; return the number of rows.
+
+    ``hospital_mrn_system`` is the identifier system of the MRNs in the HospitalMRN column.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     count = 0
     with (directory / "patients.csv").open("w", encoding="utf-8", newline="") as handle:
@@ -87,5 +92,11 @@ def crm_export_write(rows: Iterable[dict[str, str]], *, directory: Path) -> int:
         for row in rows:
             writer.writerow(row)
             count += 1
-    (directory / "mapping.json").write_text(json.dumps(CRM_MAPPING, indent=2) + "\n", encoding="utf-8")
+    mapping = {
+        **CRM_MAPPING,
+        "identifiers": [
+            {**identifier, "system": hospital_mrn_system} for identifier in CRM_MAPPING["identifiers"]
+        ],
+    }
+    (directory / "mapping.json").write_text(json.dumps(mapping, indent=2) + "\n", encoding="utf-8")
     return count

@@ -4,7 +4,7 @@ import csv
 import dataclasses
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,14 +176,7 @@ def write_population(population: Population, out_dir: Path) -> dict[str, int]:
     )
     counts["resources"] = resources
 
-    with (out_dir / "truth.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(TRUTH_COLUMNS)
-        for row in population.truth:
-            writer.writerow(
-                (row.source, row.source_record_id, row.person_id, TRUTH_SEPARATOR.join(row.disagreements))
-            )
-    counts["truth"] = len(population.truth)
+    counts["truth"] = truth_write(population.truth, path=out_dir / "truth.csv")
 
     with (out_dir / "hard_negatives.csv").open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -192,6 +185,18 @@ def write_population(population: Population, out_dir: Path) -> dict[str, int]:
             writer.writerow((pair.kind, *pair.person_ids))
     counts["hard_negatives"] = len(population.hard_negatives)
     return counts
+
+
+def truth_write(truth: Sequence[TruthRow], *, path: Path) -> int:
+    """Write ``truth.csv`` (one row per source record, in the order given); return the number of rows."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TRUTH_COLUMNS)
+        for row in truth:
+            writer.writerow(
+                (row.source, row.source_record_id, row.person_id, TRUTH_SEPARATOR.join(row.disagreements))
+            )
+    return len(truth)
 
 
 def read_truth(path: Path) -> list[TruthRow]:
