@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,25 @@ def worker_start(env: dict[str, str], *, workers: int, queue_log: Path) -> subpr
     client.send_task("core.worker_ping", args=["ready"]).get(timeout=120)
     client.close()
     return worker
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(worker_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the Celery worker processes and of every PostgreSQL server process."""
+    children = subprocess.run(["pgrep", "-P", str(worker_pid)], capture_output=True, text=True, check=False)
+    postgres = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False)
+    return {
+        "celery workers": sum(_cpu_seconds(int(pid)) for pid in [worker_pid, *children.stdout.split()]),
+        "postgresql": sum(_cpu_seconds(int(pid)) for pid in postgres.stdout.split()),
+    }
 
 
 def resources_in(directory: Path) -> list[str]:
@@ -189,9 +209,13 @@ def main() -> None:
         worker_log = Path(os.environ.get("BENCH_WORKER_LOG", Path(scratch) / "worker.log"))
         worker = worker_start(env, workers=options.workers, queue_log=worker_log)
         try:
+            cpu_before = cpu_by_role(worker.pid)
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             summary = json.loads(run_manage(env, "ingest", "--source", "bench", "--json", str(clones)))
             elapsed = time.perf_counter() - started
+            cpu_after = cpu_by_role(worker.pid)
+            children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         finally:
             worker.terminate()
             worker.wait(timeout=60)
@@ -206,6 +230,16 @@ def main() -> None:
             f"Pipeline ({options.workers} Celery worker processes, PostgreSQL): {stored:,} resources in "
             f"{elapsed:.1f} s = {pipeline_rate:,.0f} resources/s"
         )
+
+        cpu = {role: cpu_after[role] - cpu_before[role] for role in cpu_after}
+        cpu["ingest command (landing)"] = (children_after.ru_utime + children_after.ru_stime) - (
+            children_before.ru_utime + children_before.ru_stime
+        )
+        available = elapsed * (os.cpu_count() or 1)
+        print(f"CPU during the run ({os.cpu_count()} cores, {available:.0f} core-seconds available):")
+        for role, seconds in cpu.items():
+            print(f"  {role:<26} {seconds:6.1f} s  {1e6 * seconds / stored:5.0f} us/resource")
+        print(f"  {'idle or other':<26} {available - sum(cpu.values()):6.1f} s")
 
         floor_seconds = copy_floor(database_url, texts)
         floor_rate = len(texts) / floor_seconds

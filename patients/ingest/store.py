@@ -309,14 +309,25 @@ def _store_identifiers(*, source: Source, entries: list[Entry]) -> None:
                     value=value,
                     source_record_id=entry.source_id,
                 )
-    if rows:
-        SourceIdentifier.objects.bulk_create(
-            list(rows.values()),
-            update_conflicts=True,
-            unique_fields=["source", "resource_type", "system", "value"],
-            update_fields=["source_record_id"],
-            batch_size=1000,
-        )
+    if not rows:
+        return
+    # Write only what is new or points elsewhere now: most identifiers (a hospital's, a practitioner's)
+    # arrive again and again, and rewriting them would lock rows that concurrent payloads also touch.
+    known = {
+        (resource_type, system, value): record_id
+        for resource_type, system, value, record_id in SourceIdentifier.objects.filter(
+            source=source,
+            system__in={system for _, system, _ in rows},
+            value__in={value for _, _, value in rows},
+        ).values_list("resource_type", "system", "value", "source_record_id")
+    }
+    new = [row for key, row in rows.items() if key not in known]
+    moved = [row for key, row in rows.items() if key in known and known[key] != row.source_record_id]
+    SourceIdentifier.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+    for row in moved:
+        SourceIdentifier.objects.filter(
+            source=source, resource_type=row.resource_type, system=row.system, value=row.value
+        ).update(source_record_id=row.source_record_id)
 
 
 def identifier_lookup(source: Source) -> IdentifierLookup:
