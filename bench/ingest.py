@@ -87,7 +87,7 @@ def cpu_by_role(worker_pid: int) -> dict[str, float]:
     children = subprocess.run(["pgrep", "-P", str(worker_pid)], capture_output=True, text=True, check=False)
     postgres = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False)
     return {
-        "celery workers": sum(_cpu_seconds(int(pid)) for pid in [worker_pid, *children.stdout.split()]),
+        "celery workers": sum(_cpu_seconds(int(pid)) for pid in [str(worker_pid), *children.stdout.split()]),
         "postgresql": sum(_cpu_seconds(int(pid)) for pid in postgres.stdout.split()),
     }
 
