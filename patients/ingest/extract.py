@@ -88,6 +88,15 @@ def resource_status(resource: JSON) -> str:
     return code[:40]
 
 
+def resource_identifiers(resource: JSON) -> list[tuple[str, str]]:
+    """The (system, value) business identifiers of a resource, cut to the stored column sizes."""
+    return [
+        (str(identifier.get("system") or "")[:300], str(identifier["value"])[:300])
+        for identifier in resource.get("identifier") or []
+        if isinstance(identifier, dict) and identifier.get("value")
+    ]
+
+
 def resource_patient_id(resource: JSON) -> str:
     """The source id of the Patient a resource is about ("" when it is about no patient)."""
     for element in _PATIENT_ELEMENTS:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 from patients.fhir import BUNDLE_TYPES_ACCEPTED, resource_validation_problems
 from patients.ingest.entries import JSON, Entry, ParsedPayload, PayloadRejected, Problem
+from patients.ingest.extract import resource_identifiers
 
 # (resource type, identifier system, identifier value) -> source id, or None when unknown.
 IdentifierLookup = Callable[[str, str, str], str | None]
@@ -62,14 +63,6 @@ def _source_id(resource: JSON, full_url: str) -> str:
     return _content_id(resource)
 
 
-def _identifier_pairs(resource: JSON) -> list[tuple[str, str]]:
-    pairs = []
-    for identifier in resource.get("identifier") or []:
-        if isinstance(identifier, dict) and identifier.get("value"):
-            pairs.append((str(identifier.get("system") or ""), str(identifier["value"])))
-    return pairs
-
-
 def _rewrite_references(
     node: Any, *, resolve: Callable[[str], str | None], unresolved: list[tuple[str, str]], path: str
 ) -> None:
@@ -97,7 +90,7 @@ class _ReferenceResolver:
         }
         self.by_identifier: dict[tuple[str, str, str], str] = {}
         for entry in entries:
-            for system, value in _identifier_pairs(entry.resource):
+            for system, value in resource_identifiers(entry.resource):
                 self.by_identifier[(entry.resource_type, system, value)] = entry.source_id
         self.lookup = lookup
 

@@ -19,6 +19,7 @@ from patients.ingest.extract import (
     patient_columns,
     resource_code,
     resource_effective_at,
+    resource_identifiers,
     resource_patient_id,
     resource_status,
 )
@@ -298,17 +299,14 @@ def _insert_resources(rows: list[tuple[SourceResource, str]], *, now: Any) -> No
 def _store_identifiers(*, source: Source, entries: list[Entry]) -> None:
     rows = {}
     for entry in entries:
-        for identifier in entry.resource.get("identifier") or []:
-            if isinstance(identifier, dict) and identifier.get("value"):
-                system = str(identifier.get("system") or "")[:300]
-                value = str(identifier["value"])[:300]
-                rows[(entry.resource_type, system, value)] = SourceIdentifier(
-                    source=source,
-                    resource_type=entry.resource_type,
-                    system=system,
-                    value=value,
-                    source_record_id=entry.source_id,
-                )
+        for system, value in resource_identifiers(entry.resource):
+            rows[(entry.resource_type, system, value)] = SourceIdentifier(
+                source=source,
+                resource_type=entry.resource_type,
+                system=system,
+                value=value,
+                source_record_id=entry.source_id,
+            )
     if not rows:
         return
     # Write only what is new or points elsewhere now: most identifiers (a hospital's, a practitioner's)

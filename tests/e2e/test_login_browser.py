@@ -88,3 +88,28 @@ def test_wrong_password_shows_an_accessible_error(
     expect(page.get_by_role("alert")).to_contain_text("did not match")
     expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
     page.close()
+
+
+def test_steward_opens_source_systems_from_patients(
+    browser: Browser, live_server: object, role_users: dict[str, User]
+) -> None:
+    from patients.models import Source
+    from patients.services import source_create
+
+    source_create(actor=None, slug="crm", name="Patient CRM", kind=Source.Kind.CRM)
+    base_url = str(live_server)
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(ROLE_USERNAMES[DATA_STEWARD])
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Patients").click()
+    page.get_by_role("button", name="Source systems and ingestion status").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Source systems")
+    expect(page.get_by_role("rowheader")).to_contain_text("Patient CRM")
+    page.close()
+    assert problems == []

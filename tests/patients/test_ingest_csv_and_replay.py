@@ -12,31 +12,12 @@ from django.test import Client
 
 from core.roles import CARE_COORDINATOR, DATA_STEWARD
 from patients.models import InboundPayload, SourcePatient
+from patients.synthetic import CRM_MAPPING
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MAPPING: dict[str, Any] = {
-    "format": "concord.csv-mapping/1",
-    "resource": "Patient",
-    "delimiter": ",",
-    "encoding": "utf-8",
-    "fields": {
-        "source_record_id": "CustomerID",
-        "given": "FirstName",
-        "middle": "MiddleName",
-        "family": "LastName",
-        "birth_date": {"column": "DOB", "format": "%m/%d/%Y"},
-        "sex": "Gender",
-        "email": "Email",
-        "address_lines": ["Address1", "Address2"],
-        "city": "City",
-        "state": "State",
-        "postal_code": "Zip",
-        "preferred_language": "Language",
-    },
-    "phones": [{"column": "MobilePhone", "use": "mobile"}, {"column": "HomePhone", "use": "home"}],
-    "identifiers": [{"column": "HospitalMRN", "system": "urn:oid:2.16.840.1.113883.3.1001.1", "type": "MR"}],
-}
+# The generator's CRM mapping: the format documented in the README, every field in use.
+MAPPING: dict[str, Any] = CRM_MAPPING
 HEADER = "CustomerID,FirstName,MiddleName,LastName,DOB,Gender,MobilePhone,HomePhone,Email,Address1,Address2,City,State,Zip,Language,HospitalMRN"
 ROWS = [
     "CRM-001,WILLIAM,J,o'brien,07/04/1975,M,(617) 555-0101,,Bill.OBrien@Example.ORG,12 north main street,apartment 4,Boston,massachusetts,021081234,es,MRN-1",
