@@ -142,9 +142,15 @@ class SourcePatient(BaseModel):
         return f"{self.source.slug}/Patient/{self.source_record_id}"
 
 
-class SourceResource(BaseModel):
-    """Any other resource from a source (current version): full FHIR JSON plus indexed columns."""
+class SourceResource(models.Model):
+    """Any other resource from a source (current version): full FHIR JSON plus indexed columns.
 
+    Not a BaseModel: these rows are addressed by source, type and id (the FHIR way), never by a UUID of
+    their own, and a random-UUID unique index on the largest table would slow every ingest.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="resources", db_index=False)
     resource_type = models.CharField(max_length=64)
     source_record_id = models.CharField(max_length=128)
@@ -178,8 +184,6 @@ class SourceResource(BaseModel):
             ),
         ]
         indexes = [
-            # Storage looks records up by source and id across types, one query per payload.
-            models.Index(fields=["source", "source_record_id"], name="patients_srcres_source_record"),
             models.Index(
                 fields=["patient", "resource_type", "-effective_at"], name="patients_srcres_patient_type"
             ),

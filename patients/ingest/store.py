@@ -7,11 +7,13 @@ Callers run this inside their transaction.
 
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from patients.ingest.entries import Entry
@@ -57,7 +59,11 @@ class StoreResult:
 
 
 def canonical_json(resource: dict[str, Any]) -> str:
-    return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted keys, no whitespace: the same resource always gives the same text (and hash)."""
+    try:
+        return orjson.dumps(resource, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # e.g. an integer beyond 64 bits, which orjson refuses and json writes as it is
+        return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def content_hash(resource: dict[str, Any]) -> str:
@@ -193,6 +199,29 @@ def _attach_waiting_resources(*, source: Source, patient_pks: dict[str, int]) ->
         waiting.filter(patient_source_id=patient_source_id).update(patient_id=patient_pks[patient_source_id])
 
 
+@dataclass(frozen=True, slots=True)
+class _NewResource:
+    """The columns of a resource version to write (no model instance: ingest makes many of these)."""
+
+    resource_type: str
+    source_record_id: str
+    resource: dict[str, Any]
+    text: str
+    content_sha256: str
+    patient_id: int | None
+    patient_source_id: str
+    code_system: str
+    code: str
+    effective_at: Any
+    status: str
+
+
+_RESOURCE_COLUMNS = (
+    "resource", "content_sha256", "patient_id", "patient_source_id", "code_system", "code", "effective_at", "status",
+)  # fmt: skip
+_INSERT_FIELDS = ("resource_type", "source_record_id", *_RESOURCE_COLUMNS)
+
+
 def _store_resources(
     *,
     source: Source,
@@ -205,11 +234,15 @@ def _store_resources(
 ) -> None:
     if not entries:
         return
+    ids_by_type: dict[str, list[str]] = defaultdict(list)
+    for entry in entries:
+        ids_by_type[entry.resource_type].append(entry.source_id)
+    wanted = Q()
+    for resource_type, ids in ids_by_type.items():  # each term a range of the (source, type, id) key
+        wanted |= Q(resource_type=resource_type, source_record_id__in=ids)
     existing = {
         (row.resource_type, row.source_record_id): row
-        for row in SourceResource.objects.filter(
-            source=source, source_record_id__in=[e.source_id for e in entries]
-        )
+        for row in SourceResource.objects.filter(wanted, source=source)
     }
     referenced = {resource_patient_id(entry.resource) for entry in entries} - set(patient_pks) - {""}
     if referenced:
@@ -222,7 +255,7 @@ def _store_resources(
             ),
         }
     now = timezone.now()
-    new_rows: list[tuple[SourceResource, str]] = []
+    new_rows: list[_NewResource] = []
     changed_rows, history = [], []
     for entry in entries:
         digest = hashes[id(entry)]
@@ -232,49 +265,57 @@ def _store_resources(
             continue
         patient_source_id = resource_patient_id(entry.resource)
         system, code = resource_code(entry.resource)
-        columns = {
-            "resource": entry.resource,
-            "content_sha256": digest,
-            "payload": payload,
-            "patient_id": patient_pks.get(patient_source_id),
-            "patient_source_id": patient_source_id,
-            "code_system": system,
-            "code": code,
-            "effective_at": resource_effective_at(entry.resource),
-            "status": resource_status(entry.resource),
-        }
+        columns = _NewResource(
+            resource_type=entry.resource_type,
+            source_record_id=entry.source_id,
+            resource=entry.resource,
+            text=texts[id(entry)],
+            content_sha256=digest,
+            patient_id=patient_pks.get(patient_source_id),
+            patient_source_id=patient_source_id,
+            code_system=system,
+            code=code,
+            effective_at=resource_effective_at(entry.resource),
+            status=resource_status(entry.resource),
+        )
         if current is None:
-            row = SourceResource(
-                source=source, resource_type=entry.resource_type, source_record_id=entry.source_id, **columns
-            )
-            new_rows.append((row, texts[id(entry)]))
+            new_rows.append(columns)
             _record(result, entry, outcome="created", version=1)
         else:
             history.append(_history_row(source=source, resource_type=entry.resource_type, current=current))
-            for name, value in columns.items():
-                setattr(current, name, value)
+            for name in _RESOURCE_COLUMNS:
+                setattr(current, name, getattr(columns, name))
+            current.payload = payload
             current.version += 1
             current.updated_at = now
             changed_rows.append(current)
             _record(result, entry, outcome="updated", version=current.version)
-    _insert_resources(new_rows, now=now)
+    _insert_resources(new_rows, source=source, payload=payload, now=now)
     SourceResource.objects.bulk_update(changed_rows, _RESOURCE_UPDATE_FIELDS, batch_size=500)
     ResourceVersion.objects.bulk_create(history, batch_size=500)
 
 
 _COPY_COLUMNS = (
-    "external_id", "created_at", "updated_at", "source_id", "resource_type", "source_record_id", "version",
+    "created_at", "updated_at", "source_id", "resource_type", "source_record_id", "version",
     "content_sha256", "resource", "payload_id", "patient_id", "patient_source_id", "code_system", "code",
     "effective_at", "status",
 )  # fmt: skip
 
 
-def _insert_resources(rows: list[tuple[SourceResource, str]], *, now: Any) -> None:
+def _insert_resources(rows: list[_NewResource], *, source: Source, payload: InboundPayload, now: Any) -> None:
     """Insert new resources: COPY on PostgreSQL (the JSON text already made for the hash), else bulk_create."""
     if not rows:
         return
     if connection.vendor != "postgresql":
-        SourceResource.objects.bulk_create([row for row, _ in rows], batch_size=1000)
+        SourceResource.objects.bulk_create(
+            [
+                SourceResource(
+                    source=source, payload=payload, **{name: getattr(row, name) for name in _INSERT_FIELDS}
+                )
+                for row in rows
+            ],
+            batch_size=1000,
+        )
         return
     table = connection.ops.quote_name(SourceResource._meta.db_table)
     # Identifiers are the model's own table and column names, never input.
@@ -286,11 +327,11 @@ def _insert_resources(rows: list[tuple[SourceResource, str]], *, now: Any) -> No
         connection.wrap_database_errors,
         cursor.cursor.copy(statement) as copy,
     ):
-        for row, text in rows:
+        for row in rows:
             copy.write_row(
                 (
-                    row.external_id, now, now, row.source_id, row.resource_type, row.source_record_id, row.version,
-                    row.content_sha256, text, row.payload_id, row.patient_id, row.patient_source_id,
+                    now, now, source.pk, row.resource_type, row.source_record_id, 1,
+                    row.content_sha256, row.text, payload.pk, row.patient_id, row.patient_source_id,
                     row.code_system, row.code, row.effective_at, row.status,
                 )
             )  # fmt: skip
