@@ -5,6 +5,7 @@ eagerly in-process. See ``.env.example`` for every variable.
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 import plotly
@@ -75,11 +76,21 @@ TEMPLATES = [
     },
 ]
 
+
+def database_configure(database: dict[str, Any]) -> dict[str, Any]:
+    """Connection settings shared by every mode."""
+    database["ATOMIC_REQUESTS"] = False
+    database.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    if database["ENGINE"].endswith("postgresql"):
+        # Parameters travel apart from the SQL, binary where they can: a landed payload's bytes are
+        # sent as they are instead of being escaped into the statement's text.
+        database.setdefault("OPTIONS", {}).setdefault("server_side_binding", True)
+    return database
+
+
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'concord.sqlite3'}"),
+    "default": database_configure(env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'concord.sqlite3'}")),
 }
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [

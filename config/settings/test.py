@@ -7,7 +7,7 @@ unreachable, and fail instead when CONCORD_REQUIRE_SERVICES=1 (CI).
 from config.services import tcp_reachable
 
 from .base import *
-from .base import BASE_DIR, env
+from .base import BASE_DIR, database_configure, env
 
 DEBUG = False
 SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105
@@ -17,9 +17,11 @@ POSTGRES_TEST_URL = env.str("CONCORD_TEST_DATABASE_URL", default="postgres://pos
 REDIS_TEST_URL = env.str("CONCORD_TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 
 if tcp_reachable(POSTGRES_TEST_URL):
-    DATABASES = {"default": env.db_url_config(POSTGRES_TEST_URL)}
+    DATABASES = {"default": database_configure(env.db_url_config(POSTGRES_TEST_URL))}
 else:
-    DATABASES = {"default": env.db_url_config(f"sqlite:///{BASE_DIR / 'var' / 'test.sqlite3'}")}
+    DATABASES = {
+        "default": database_configure(env.db_url_config(f"sqlite:///{BASE_DIR / 'var' / 'test.sqlite3'}"))
+    }
 DATABASES["default"]["TEST"] = {"NAME": env.str("CONCORD_TEST_DATABASE_NAME", default="test_concord")}
 
 # Tests run tasks eagerly unless a test starts a real worker against REDIS_TEST_URL itself.
