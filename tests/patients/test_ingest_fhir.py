@@ -181,3 +181,13 @@ def test_same_records_from_two_sources_are_kept_apart(
     land(crm, as_bytes(patient("p-1")))
 
     assert SourcePatient.objects.filter(source_record_id="p-1").count() == 2
+
+
+def test_long_numbers_are_kept_exactly(source: Source, land: Callable[..., InboundPayload]) -> None:
+    body = b'{"resourceType": "Observation", "id": "o-1", "status": "final", "code": {"text": "count"}, "valueQuantity": {"value": 123456789012345678901234567890}}'
+
+    payload = land(source, body)
+
+    assert payload.status == InboundPayload.Status.ACCEPTED
+    stored = SourceResource.objects.get(source_record_id="o-1").resource
+    assert stored["valueQuantity"]["value"] == 123456789012345678901234567890
