@@ -43,6 +43,7 @@ def test_synthea_demo_has_a_crm_that_disagrees_with_the_hospital() -> None:
 
     hospital = SourcePatient.objects.filter(source__slug="hospital-ehr")
     crm = SourcePatient.objects.filter(source__slug="crm")
+    assert set(Source.objects.values_list("slug", flat=True)) == {"hospital-ehr", "crm"}
     assert hospital.count() == 85
     assert crm.count() == 67
     # Some CRM phones are newer than the hospital's: the disagreement outreach has to get right.

@@ -36,10 +36,13 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self._sources_ensure()
+        synthea: Path = options["synthea_dir"]
+        # Synthea's patients come from one hospital; the generated scenario adds a clinic EHR.
+        self._sources_ensure(
+            {"hospital-ehr", "crm"} if synthea.is_dir() else {"hospital-ehr", "clinic-ehr", "crm"}
+        )
         with tempfile.TemporaryDirectory(prefix="concord-demo-") as scratch:
             out = Path(scratch)
-            synthea: Path = options["synthea_dir"]
             if synthea.is_dir():
                 self.stdout.write(f"Demo data: the Synthea patients in {synthea}")
                 write_synthea_crm_export(synthea, out, seed=options["seed"])
@@ -52,9 +55,9 @@ class Command(BaseCommand):
             crm = out / "crm"
             self._ingest("crm", crm / "patients.csv", "--mapping", str(crm / "mapping.json"))
 
-    def _sources_ensure(self) -> None:
+    def _sources_ensure(self, slugs: set[str]) -> None:
         for slug, name, kind, department in DEMO_SOURCES:
-            if Source.objects.filter(slug=slug).exists():
+            if slug not in slugs or Source.objects.filter(slug=slug).exists():
                 continue
             connector_settings = {"csv_mapping": CRM_MAPPING} if kind == Source.Kind.CRM else {}
             source_create(
