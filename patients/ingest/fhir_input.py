@@ -161,7 +161,14 @@ def _entry_from_bundle(position: int, raw_entry: Any) -> tuple[Entry | None, lis
 
 def fhir_payload_parse(body: bytes, *, lookup: IdentifierLookup, expected_type: str = "") -> ParsedPayload:
     """Parse a FHIR payload; ``expected_type`` is the type named by the URL it was posted to, if any."""
-    document = json_load(body)
+    return fhir_document_parse(json_load(body), lookup=lookup, expected_type=expected_type)
+
+
+def fhir_document_parse(document: Any, *, lookup: IdentifierLookup, expected_type: str = "") -> ParsedPayload:
+    """Validate and resolve a decoded FHIR document (a Bundle or one resource) into entries to store.
+
+    Other connectors (HL7 v2, pulls) map their input to a FHIR document and hand it over here.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
         raise PayloadRejected(
             [Problem("", "this JSON is not FHIR: it has no resourceType at the top level")], kind="not-fhir"
