@@ -207,3 +207,6 @@ CONCORD_DEMO_PASSWORD = env.str("CONCORD_DEMO_PASSWORD", default="concord-demo-2
 
 # Ingestion: payloads larger than this are stored but quarantined instead of parsed.
 CONCORD_MAX_PAYLOAD_BYTES = env.int("CONCORD_MAX_PAYLOAD_BYTES", default=50 * 1024 * 1024)
+# MLLP listener (manage.py mllp_listen): larger messages are refused (AR); idle connections are closed.
+CONCORD_MLLP_MAX_MESSAGE_BYTES = env.int("CONCORD_MLLP_MAX_MESSAGE_BYTES", default=10 * 1024 * 1024)
+CONCORD_MLLP_READ_TIMEOUT_SECONDS = env.float("CONCORD_MLLP_READ_TIMEOUT_SECONDS", default=300.0)

@@ -19,6 +19,7 @@ from core.context import acting_as
 from patients.ingest.csv_input import csv_payload_parse
 from patients.ingest.entries import Entry, ParsedPayload, PayloadRejected, Problem
 from patients.ingest.fhir_input import fhir_payload_parse
+from patients.ingest.hl7v2 import hl7v2_payload_parse
 from patients.ingest.store import StoreResult, entries_store, identifier_lookup
 from patients.models import InboundPayload, Source
 from patients.normalize import patient_resource_normalize, resource_datetimes_normalize
@@ -153,6 +154,12 @@ def _parse(payload: InboundPayload) -> ParsedPayload:
                 kind="mapping",
             )
         return csv_payload_parse(body, mapping=mapping, source_slug=source.slug)
+    if payload.format == InboundPayload.Format.HL7V2:
+        return hl7v2_payload_parse(
+            body,
+            lookup=identifier_lookup(source),
+            default_timezone=str(source.connector_settings.get("time_zone") or settings.TIME_ZONE),
+        )
     raise PayloadRejected([Problem("", f"format {payload.format!r} is not supported yet")], kind="format")
 
 
@@ -262,6 +269,18 @@ def payload_process(*, payload_id: int) -> ProcessOutcome:
                 _quarantine(payload, [problem], outcome={"kind": "conflict"})
                 return ProcessOutcome(payload=payload, problems=[problem])
     raise AssertionError("unreachable")
+
+
+@transaction.atomic
+def payload_hold(*, payload: InboundPayload, problem: Problem, kind: str) -> InboundPayload:
+    """Quarantine a landed payload without processing it (e.g. a test message sent to production).
+
+    It is kept like every payload; a steward may still replay it deliberately.
+    """
+    payload = InboundPayload.objects.select_for_update().get(pk=payload.pk)
+    if payload.status == InboundPayload.Status.RECEIVED:
+        _quarantine(payload, [problem], outcome={"kind": kind})
+    return payload
 
 
 @transaction.atomic

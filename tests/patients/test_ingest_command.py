@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from patients.management.commands.ingest import format_detect
-from patients.models import Source
+from patients.models import Source, SourcePatient, SourceResource
 from tests.patients.conftest import as_bytes, patient, transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,15 +89,23 @@ def test_a_long_run_shows_a_progress_bar(tmp_path: Path, capsys: pytest.CaptureF
     assert "landing [###......" in progress
 
 
-def test_hl7v2_files_are_kept_until_their_connector_exists(tmp_path: Path) -> None:
+def test_hl7v2_files_are_mapped_and_stored(tmp_path: Path) -> None:
     path = tmp_path / "adt.hl7"
-    path.write_bytes(b"MSH|^~\\&|EPIC|HOSP|||202401011200||ADT^A01|1|P|2.5\r")
+    path.write_bytes(
+        b"MSH|^~\\&|EPIC|HOSP|||202401011200||ADT^A01|1|P|2.5\r"
+        b"EVN|A01|202401011200\r"
+        b"PID|1||MRN-1^^^HOSP^MR||Testpatient^Alex||19800101|F\r"
+        b"PV1|1|I|WARD^101^A||||||||||||||||VISIT-1^^^HOSP^VN|||||||||||||||||||||||||202401011130\r"
+    )
 
     out, _ = run("--source", "ehr", "--json", str(path))
 
     summary = json.loads(out)
-    assert summary["payloads"]["quarantined"] == 1
-    assert summary["quarantined"][0]["reason"] == "format 'hl7v2' is not supported yet"
+    assert summary["payloads"]["accepted"] == 1
+    assert summary["payloads"]["quarantined"] == 0
+    assert SourcePatient.objects.filter(source__slug="ehr").count() == 1
+    resources = SourceResource.objects.filter(source__slug="ehr")
+    assert sorted(resources.values_list("resource_type", flat=True)) == ["Encounter", "Location"]
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path: Path) -> None:
