@@ -498,3 +498,41 @@ def test_the_command_prints_its_port_answers_and_stops_on_sigterm(source: Source
     assert "created it with kind 'other'" in errors
     assert "1 messages" in output
     assert InboundPayload.objects.filter(source__slug="new-mllp-source").count() == 1
+
+
+SHARED_HL7V2 = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hl7v2" / "msft_fhir_converter" / "input"
+)
+SUPPORTED_ADT_EVENTS = {"A01", "A02", "A03", "A04", "A05", "A08", "A11", "A13", "A28", "A31", "A40"}
+
+
+@pytest.mark.skipif(not SHARED_HL7V2.is_dir(), reason=f"shared HL7 v2 samples are absent ({SHARED_HL7V2})")
+def test_the_shared_adt_samples_over_a_real_socket_get_the_right_acknowledgements(source: Source) -> None:
+    from patients.ingest.hl7v2.ack import message_header
+
+    samples = sorted(SHARED_HL7V2.glob("ADT*.hl7"))
+    assert len(samples) > 20
+    answers = {}
+    with listener_running(source, workers=2) as running:  # the default size limit: real messages
+        client = MllpClient(running.address)
+        answers = _exchange_all(client, samples, message_header)
+        client.close()
+
+    for name, (trigger, processing_id, code, text) in answers.items():
+        expected = "AR" if processing_id != "P" else "AA" if trigger in SUPPORTED_ADT_EVENTS else "AE"
+        assert code == expected, f"{name} ({trigger}, processing id {processing_id}) answered {code}: {text}"
+    assert InboundPayload.objects.count() == len({path.read_bytes() for path in samples})
+
+
+def _exchange_all(client: MllpClient, samples: list[Path], message_header: Any) -> dict[str, tuple[str, ...]]:
+    answers = {}
+    for path in samples:
+        body = path.read_bytes()
+        header = message_header(body)
+        assert header is not None, path.name
+        answer = client.exchange(body)
+        msa = segment(answer, "MSA")
+        assert msa[2] == header.message_control_id, path.name  # MSA-2 echoes MSH-10
+        processing_id = header.processing_id.split("^")[0]
+        answers[path.name] = (header.trigger_event, processing_id, msa[1], answer.decode(errors="replace"))
+    return answers
