@@ -512,7 +512,6 @@ def test_the_shared_adt_samples_over_a_real_socket_get_the_right_acknowledgement
 
     samples = sorted(SHARED_HL7V2.glob("ADT*.hl7"))
     assert len(samples) > 20
-    answers = {}
     with listener_running(source, workers=2) as running:  # the default size limit: real messages
         client = MllpClient(running.address)
         answers = _exchange_all(client, samples, message_header)
@@ -524,8 +523,10 @@ def test_the_shared_adt_samples_over_a_real_socket_get_the_right_acknowledgement
     assert InboundPayload.objects.count() == len({path.read_bytes() for path in samples})
 
 
-def _exchange_all(client: MllpClient, samples: list[Path], message_header: Any) -> dict[str, tuple[str, ...]]:
-    answers = {}
+def _exchange_all(
+    client: MllpClient, samples: list[Path], message_header: Any
+) -> dict[str, tuple[str, str, str, str]]:
+    answers: dict[str, tuple[str, str, str, str]] = {}
     for path in samples:
         body = path.read_bytes()
         header = message_header(body)
