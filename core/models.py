@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class BaseModel(models.Model):
@@ -74,3 +75,39 @@ class AccessEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_username or 'system'} {self.action} {self.patient_ref or self.object_ref}"
+
+
+class OutboxEvent(BaseModel):
+    """A domain event recorded in the same transaction as the change that caused it (transactional outbox).
+
+    Producers write rows through ``core.outbox.outbox_record``; consumers read the unpublished queue and mark
+    what they took. The payload holds ids and codes only, never names or contact details.
+    (event type, aggregate, dedupe key) is unique, so re-processing the same data records nothing twice.
+    """
+
+    event_type = models.CharField(max_length=100, help_text='Dotted name, e.g. "patient.discharged".')
+    aggregate_type = models.CharField(max_length=100, help_text="app_label.model of the record it is about.")
+    aggregate_ref = models.CharField(max_length=300, help_text="Stable reference of that record.")
+    dedupe_key = models.CharField(
+        max_length=100, help_text="What makes this occurrence distinct, e.g. a version or a discharge time."
+    )
+    patient_ref = models.CharField(
+        max_length=300, blank=True, db_index=True, help_text="Reference of the patient record, if any."
+    )
+    payload = models.JSONField(default=dict, blank=True, help_text="Ids and codes only.")
+    occurred_at = models.DateTimeField(help_text="When it happened clinically, if known; else when recorded.")
+    recorded_at = models.DateTimeField(default=timezone.now, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["recorded_at", "id"]
+        default_permissions = ("view",)
+        indexes = [models.Index(fields=["published_at", "recorded_at"], name="core_outbox_pending")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_type", "aggregate_ref", "dedupe_key"], name="core_outbox_event_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.aggregate_ref}"

@@ -245,3 +245,32 @@ class SourceIdentifier(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_type}?identifier={self.system}|{self.value}"
+
+
+class PullCheckpoint(models.Model):
+    """How far a FHIR pull of one resource type from one source has come, so the next pull resumes there."""
+
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="pull_checkpoints", db_index=False
+    )
+    resource_type = models.CharField(max_length=64)
+    # Kept as the server wrote it: the next query sends it back unchanged, with no time zone rounding.
+    high_water_mark = models.CharField(
+        max_length=64, blank=True, help_text="Greatest meta.lastUpdated seen, as the server wrote it."
+    )
+    # Not a URLField: servers on single-label internal host names (fhir-gateway:8080) are legitimate.
+    next_url = models.CharField(
+        max_length=2000, blank=True, help_text="Page to resume from when the last pull stopped midway."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source", "resource_type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "resource_type"], name="patients_pullcheckpoint_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source.slug}/{self.resource_type} pull checkpoint"

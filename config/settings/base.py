@@ -4,6 +4,7 @@ The embedded default (no environment at all) is a SQLite file under ``var/`` and
 eagerly in-process. See ``.env.example`` for every variable.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# How often Celery beat queues a FHIR pull of every active source with fhir_pull connector settings.
+CONCORD_FHIR_PULL_INTERVAL_MINUTES = env.int("CONCORD_FHIR_PULL_INTERVAL_MINUTES", default=15)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "fhir-pull-all-sources": {
+        "task": "patients.pull_all_sources",
+        "schedule": timedelta(minutes=CONCORD_FHIR_PULL_INTERVAL_MINUTES),
+    },
+}
 # Celery's Django fixup closes the database connection around every task unless told to reuse it;
 # a new PostgreSQL backend per task (fork, cold catalog caches) costs more than a small task itself.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=500)

@@ -16,7 +16,9 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from core.outbox import outbox_record
 from patients.ingest.entries import Entry
+from patients.ingest.events import EVENT_RESOURCE_TYPES, StoredChange, stored_change_events
 from patients.ingest.extract import (
     patient_columns,
     resource_code,
@@ -53,6 +55,8 @@ class StoreResult:
     unchanged: Counter[str] = field(default_factory=Counter)
     # entry location -> ("201 Created" | "200 OK", "Type/id/_history/n")
     entry_results: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # What was created or replaced, for the record types domain events are detected on.
+    changes: list[StoredChange] = field(default_factory=list)
 
     def stored_by_type(self) -> dict[str, int]:
         return dict(sorted((self.created + self.updated).items()))
@@ -100,6 +104,8 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
         patient_pks=patient_pks,
     )
     _store_identifiers(source=source, entries=unique)
+    # Domain events go to the outbox in this same transaction: they exist if and only if the change does.
+    outbox_record(events=stored_change_events(source=source, payload=payload, changes=result.changes))
     for entry in entries:  # duplicates inside the payload answer like the occurrence that counted
         key = f"{entry.resource_type}/{entry.source_id}"
         if key in result.entry_results:
@@ -122,9 +128,15 @@ def _history_row(
     )
 
 
-def _record(result: StoreResult, entry: Entry, *, outcome: str, version: int) -> None:
+def _record(
+    result: StoreResult, entry: Entry, *, outcome: str, version: int, previous: dict[str, Any] | None = None
+) -> None:
     status = {"created": "201 Created", "updated": "200 OK", "unchanged": "200 OK"}[outcome]
     getattr(result, outcome)[entry.resource_type] += 1
+    if outcome != "unchanged" and entry.resource_type in EVENT_RESOURCE_TYPES:
+        result.changes.append(
+            StoredChange(entry.resource_type, entry.source_id, version, entry.resource, previous)
+        )
     reference = f"{entry.resource_type}/{entry.source_id}"
     result.entry_results[reference] = (status, f"{reference}/_history/{version}")
 
@@ -167,6 +179,7 @@ def _store_patients(
             _record(result, entry, outcome="unchanged", version=current.version)
         else:
             history.append(_history_row(source=source, resource_type="Patient", current=current))
+            previous = current.resource
             current.version += 1
             current.content_sha256 = digest
             current.resource = entry.resource
@@ -175,7 +188,7 @@ def _store_patients(
             for name, value in patient_columns(entry.resource).items():
                 setattr(current, name, value)
             changed_rows.append(current)
-            _record(result, entry, outcome="updated", version=current.version)
+            _record(result, entry, outcome="updated", version=current.version, previous=previous)
     SourcePatient.objects.bulk_create(new_rows)
     SourcePatient.objects.bulk_update(changed_rows, _PATIENT_UPDATE_FIELDS)
     ResourceVersion.objects.bulk_create(history)
@@ -283,13 +296,14 @@ def _store_resources(
             _record(result, entry, outcome="created", version=1)
         else:
             history.append(_history_row(source=source, resource_type=entry.resource_type, current=current))
+            previous = current.resource
             for name in _RESOURCE_COLUMNS:
                 setattr(current, name, getattr(columns, name))
             current.payload = payload
             current.version += 1
             current.updated_at = now
             changed_rows.append(current)
-            _record(result, entry, outcome="updated", version=current.version)
+            _record(result, entry, outcome="updated", version=current.version, previous=previous)
     _insert_resources(new_rows, source=source, payload=payload, now=now)
     SourceResource.objects.bulk_update(changed_rows, _RESOURCE_UPDATE_FIELDS, batch_size=500)
     ResourceVersion.objects.bulk_create(history, batch_size=500)

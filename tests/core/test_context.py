@@ -30,3 +30,22 @@ def test_password_changes_never_reach_the_audit_log(role_users: dict[str, User])
 
     for entry in LogEntry.objects.get_for_object(target):
         assert "password" not in entry.changes_dict
+
+
+def test_source_secrets_never_reach_the_audit_log(db: None) -> None:
+    from patients.services import source_create
+
+    source = source_create(
+        actor=None,
+        slug="pull-ehr",
+        name="Pull EHR",
+        connector_settings={"fhir_pull": {"auth": {"type": "bearer", "token": "secret-pull-token-123"}}},
+    )
+    source.connector_settings = {"fhir_pull": {"auth": {"type": "bearer", "token": "rotated-token-456"}}}
+    source.save()
+
+    entries = LogEntry.objects.get_for_object(source)
+    assert entries.count() == 1  # the creation; the settings change is not audited
+    for entry in entries:
+        assert "connector_settings" not in entry.changes_dict
+        assert "secret-pull-token" not in str(entry.changes)
