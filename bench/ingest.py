@@ -33,25 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4"
 sys.path.insert(0, str(ROOT))
 
-
-def database_recreate(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-
-def run_manage(env: dict[str, str], *arguments: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *arguments],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        sys.exit(f"manage.py {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
-    return result.stdout
+from bench.support import database_recreate, run_manage  # noqa: E402
 
 
 def worker_start(env: dict[str, str], *, workers: int, queue_log: Path) -> subprocess.Popen[bytes]:

@@ -24,31 +24,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import database_recreate, run_manage  # noqa: E402
+
 END_BLOCK = b"\x1c\x0d"
-
-
-def database_recreate(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-
-def run_manage(env: dict[str, str], *arguments: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *arguments],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        sys.exit(f"manage.py {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
 
 
 def messages(count: int) -> list[bytes]:
