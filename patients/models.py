@@ -1,3 +1,5 @@
+import hashlib
+
 from django.db import models
 from django.db.models import Q
 
@@ -43,6 +45,11 @@ class Source(BaseModel):
     class Meta:
         ordering = ["name"]
         permissions = [("replay_payload", "Can replay quarantined payloads")]
+
+    @staticmethod
+    def token_digest(token: str) -> str:
+        """What is stored of an API token, and what an incoming token is compared by."""
+        return hashlib.sha256(token.encode()).hexdigest()
 
     def __str__(self) -> str:
         return self.name

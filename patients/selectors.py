@@ -1,6 +1,5 @@
 """Reads of source systems and their payloads, for the sources page and the APIs."""
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,8 +13,7 @@ def source_for_token(token: str) -> Source | None:
     """The active source an API token belongs to, or None."""
     if not token:
         return None
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    return Source.objects.filter(api_token_sha256=digest, is_active=True).first()
+    return Source.objects.filter(api_token_sha256=Source.token_digest(token), is_active=True).first()
 
 
 @dataclass(frozen=True)

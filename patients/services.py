@@ -1,6 +1,5 @@
 """Writes on source systems: registration and API tokens."""
 
-import hashlib
 import logging
 import secrets
 from typing import Any
@@ -60,15 +59,11 @@ def source_ensure(
     return created, True
 
 
-def _token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @transaction.atomic
 def source_token_issue(*, actor: User | None, source: Source) -> str:
     """Issue a new API token for the source (the old one stops working). The token is returned only here."""
     token = f"cst_{secrets.token_urlsafe(32)}"
-    source.api_token_sha256 = _token_digest(token)
+    source.api_token_sha256 = Source.token_digest(token)
     source.api_token_prefix = token[:8]
     with acting_as(actor):
         source.save(update_fields=["api_token_sha256", "api_token_prefix", "updated_at"])

@@ -70,10 +70,6 @@ def canonical_json(resource: dict[str, Any]) -> str:
         return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def content_hash(resource: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(resource).encode()).hexdigest()
-
-
 def _last_wins(entries: list[Entry]) -> list[Entry]:
     """Within one payload the last occurrence of a record is the one that counts."""
     by_key: dict[tuple[str, str], Entry] = {}
