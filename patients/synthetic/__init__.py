@@ -2,7 +2,9 @@
 
 ``generate_population`` draws people and their records in a hospital EHR and a clinic EHR (FHIR R4
 transaction Bundles) and a CRM (CSV rows), the records disagreeing with the truth the way real
-systems do; ``write_population`` writes them with the ground truth beside them.
+systems do, with look-alike people (twins, common names, Jr and Sr, households sharing one phone,
+many Maria Garcias) listed as hard negatives; ``write_population`` writes them with the ground truth
+beside them.
 ``clone_synthea_bundle`` and ``iter_synthea_clones`` turn Synthea's patients into many more;
 ``write_synthea_crm_export`` gives Synthea's patients a CRM export that disagrees with them.
 Everything is deterministic for a given seed and uses no database.
@@ -11,7 +13,13 @@ Everything is deterministic for a given seed and uses no database.
 from patients.synthetic.csv_export import CRM_COLUMNS, CRM_MAPPING
 from patients.synthetic.disagreements import PERSON_EVENT_RATES, RECORD_RATES, Disagreement
 from patients.synthetic.names import NICKNAMES
-from patients.synthetic.people import Address, HardNegative, Person
+from patients.synthetic.people import (
+    Address,
+    HardNegative,
+    HardNegativeCounts,
+    Person,
+    hard_negative_counts,
+)
 from patients.synthetic.population import (
     Population,
     SourceRecord,
@@ -38,12 +46,14 @@ __all__ = [
     "Address",
     "Disagreement",
     "HardNegative",
+    "HardNegativeCounts",
     "Person",
     "Population",
     "SourceRecord",
     "TruthRow",
     "clone_synthea_bundle",
     "generate_population",
+    "hard_negative_counts",
     "iter_synthea_clones",
     "read_truth",
     "write_population",

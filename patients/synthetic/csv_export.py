@@ -1,4 +1,8 @@
-"""The CRM's record of a person: one row of a CSV export, plus the column mapping an importer reads."""
+"""The CRM's record of a person: one row of a CSV export, plus the column mapping an importer reads.
+
+The CRM has no suffix column: where it keeps a "Jr" at all, it is typed after the last name
+("Smith Jr"), where the importer's name normalization finds it and moves it to the FHIR suffix.
+"""
 
 import csv
 import json
@@ -61,7 +65,7 @@ def crm_row(view: RecordView) -> dict[str, str]:
         "CustomerID": view.source_record_id,
         "FirstName": view.given,
         "MiddleName": view.middle,
-        "LastName": view.family,
+        "LastName": " ".join(part for part in (view.family, view.suffix) if part),
         "DOB": view.birth_date.strftime(CRM_BIRTH_DATE_FORMAT),
         "Gender": _GENDER_CODES[view.sex],
         "MobilePhone": view.formatted_mobile_phone,

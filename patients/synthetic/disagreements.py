@@ -4,6 +4,10 @@ Every disagreement applied to a record is tagged on that record, so a record wit
 exactly the person's truth (apart from its source's usual phone style). Life events (a new phone, a
 move, a marriage) are tagged on the newer record that knows about them; the older records keep the
 values in the ``Person`` truth, and the person carries the newer value alongside.
+
+Transposed birth-date digits draw from a stream of their own (``transposition_randomness``): the kind
+came later, and drawing it from the main stream would have changed every record drawn after it,
+including the Synthea CRM export the demo loader and its tests pin.
 """
 
 import dataclasses
@@ -12,7 +16,7 @@ from datetime import date
 from enum import StrEnum
 
 from patients.synthetic.names import has_diacritics, nicknames_for, one_character_typo, without_diacritics
-from patients.synthetic.people import REFERENCE_DATE, Person, PersonMaker
+from patients.synthetic.people import REFERENCE_DATE, Person, PersonMaker, age_in_years
 from patients.synthetic.records import CLINIC_EHR, CRM, HOSPITAL_EHR, SOURCES, PhoneStyle, RecordView
 
 
@@ -22,10 +26,12 @@ class Disagreement(StrEnum):
     MARRIED_NAME = "married_name"  # the newest source has the married family name
     NICKNAME = "nickname"  # Bill for William
     SWAPPED_DAY_MONTH = "swapped_day_month"  # 1980-03-07 recorded as 1980-07-03
+    TRANSPOSED_BIRTH_DATE_DIGITS = "transposed_birth_date_digits"  # 1987-03-12 as 1978-03-12 or 1987-03-21
     TYPO = "typo"  # one-character edit in the given or family name
     MISSING_EMAIL = "missing_email"
     MISSING_PHONE = "missing_phone"  # no phone at all
     MISSING_MIDDLE_NAME = "missing_middle_name"
+    MISSING_SUFFIX = "missing_suffix"  # "Jr" left out
     MISSING_SEX = "missing_sex"  # recorded as unknown
     DIACRITICS_REMOVED = "diacritics_removed"  # José stored as Jose
     UPPER_CASE_NAME = "upper_case_name"  # JOHN SMITH
@@ -48,16 +54,18 @@ RECORD_RATES: dict[Disagreement, dict[str, float]] = {
     Disagreement.MISSING_EMAIL: {HOSPITAL_EHR: 0.30, CLINIC_EHR: 0.20, CRM: 0.05},
     Disagreement.MISSING_PHONE: {HOSPITAL_EHR: 0.04, CLINIC_EHR: 0.04, CRM: 0.06},
     Disagreement.MISSING_MIDDLE_NAME: {HOSPITAL_EHR: 0.20, CLINIC_EHR: 0.30, CRM: 0.40},
+    # The CRM has no suffix field: "Jr" survives there only when typed after the last name.
+    Disagreement.MISSING_SUFFIX: {HOSPITAL_EHR: 0.15, CLINIC_EHR: 0.25, CRM: 0.40},
+    # Keyed by hand from a form or a card: rare, and no more likely at one desk than another.
+    Disagreement.TRANSPOSED_BIRTH_DATE_DIGITS: {HOSPITAL_EHR: 0.01, CLINIC_EHR: 0.01, CRM: 0.01},
     Disagreement.MISSING_SEX: {HOSPITAL_EHR: 0.005, CLINIC_EHR: 0.01, CRM: 0.04},
     Disagreement.DIACRITICS_REMOVED: {HOSPITAL_EHR: 0.60, CLINIC_EHR: 0.40, CRM: 0.30},
     Disagreement.UPPER_CASE_NAME: {HOSPITAL_EHR: 0.15, CLINIC_EHR: 0.05, CRM: 0.05},
     Disagreement.PHONE_FORMAT: {HOSPITAL_EHR: 0.10, CLINIC_EHR: 0.10, CRM: 0.20},
 }
 
-
-def _age(birth_date: date) -> int:
-    had_birthday = (REFERENCE_DATE.month, REFERENCE_DATE.day) >= (birth_date.month, birth_date.day)
-    return REFERENCE_DATE.year - birth_date.year - (0 if had_birthday else 1)
+# Registration systems refuse birth dates before this, so a transposition that lands earlier is not typed.
+_EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 
 
 def apply_person_events(
@@ -80,7 +88,7 @@ def apply_person_events(
         person = dataclasses.replace(person, new_address=crm.address)
     if (
         person.sex == "female"
-        and _age(person.birth_date) >= 20
+        and age_in_years(person.birth_date) >= 20
         and len(present) >= 2
         and randomness.random() < PERSON_EVENT_RATES[Disagreement.MARRIED_NAME]
     ):
@@ -109,11 +117,47 @@ def _happens(kind: Disagreement, *, view: RecordView, randomness: random.Random)
     return randomness.random() < RECORD_RATES[kind][view.source]
 
 
-def apply_record_damage(view: RecordView, *, randomness: random.Random) -> None:
-    """Apply the disagreements that concern one record only: gaps, typos, formatting."""
+def transposed_digits(birth_date: date, *, randomness: random.Random) -> date | None:
+    """The date with two adjacent, different digits of its year, month or day swapped, or None.
+
+    1987-03-12 gives 1978-03-12 or 1987-03-21: 9187 (after the reference date), 1897 (before 1900)
+    and month 30 are no candidates. Digits on either side of a hyphen are not adjacent: a clerk keys
+    year, month and day as separate fields.
+    """
+    text = birth_date.isoformat()
+    candidates = []
+    for position in range(len(text) - 1):
+        first, second = text[position], text[position + 1]
+        if not (first.isdigit() and second.isdigit()) or first == second:
+            continue
+        try:
+            candidate = date.fromisoformat(text[:position] + second + first + text[position + 2 :])
+        except ValueError:
+            continue
+        if _EARLIEST_BIRTH_DATE <= candidate <= REFERENCE_DATE:
+            candidates.append(candidate)
+    return randomness.choice(candidates) if candidates else None
+
+
+def apply_record_damage(
+    view: RecordView, *, randomness: random.Random, transposition_randomness: random.Random
+) -> None:
+    """Apply the disagreements that concern one record only: gaps, typos, formatting.
+
+    ``transposition_randomness`` decides transposed birth-date digits, and nothing else.
+    """
     if view.middle and _happens(Disagreement.MISSING_MIDDLE_NAME, view=view, randomness=randomness):
         view.middle = ""
         view.disagreements.append(Disagreement.MISSING_MIDDLE_NAME)
+    # Drawn only for records with a suffix, so that the records of everyone else draw as before.
+    if view.suffix and _happens(Disagreement.MISSING_SUFFIX, view=view, randomness=randomness):
+        view.suffix = ""
+        view.disagreements.append(Disagreement.MISSING_SUFFIX)
+    if _happens(Disagreement.TRANSPOSED_BIRTH_DATE_DIGITS, view=view, randomness=transposition_randomness):
+        transposed = transposed_digits(view.birth_date, randomness=transposition_randomness)
+        if transposed is not None:
+            view.birth_date = transposed
+            view.disagreements.append(Disagreement.TRANSPOSED_BIRTH_DATE_DIGITS)
     if view.email and _happens(Disagreement.MISSING_EMAIL, view=view, randomness=randomness):
         view.email = ""
         view.disagreements.append(Disagreement.MISSING_EMAIL)
@@ -139,6 +183,7 @@ def apply_record_damage(view: RecordView, *, randomness: random.Random) -> None:
         view.disagreements.append(Disagreement.DIACRITICS_REMOVED)
     if _happens(Disagreement.UPPER_CASE_NAME, view=view, randomness=randomness):
         view.given, view.middle, view.family = view.given.upper(), view.middle.upper(), view.family.upper()
+        view.suffix = view.suffix.upper()
         view.disagreements.append(Disagreement.UPPER_CASE_NAME)
     if (view.mobile_phone or view.home_phone) and _happens(
         Disagreement.PHONE_FORMAT, view=view, randomness=randomness

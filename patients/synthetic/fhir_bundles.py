@@ -97,6 +97,8 @@ def patient_resource(view: RecordView, *, resource_id: str) -> JSON:
     name: JSON = {"use": "official", "family": view.family, "given": [view.given]}
     if view.middle:
         name["given"].append(view.middle)
+    if view.suffix:
+        name["suffix"] = [view.suffix]
     telecom = []
     if view.mobile_phone:
         telecom.append({"system": "phone", "value": view.formatted_mobile_phone, "use": "mobile"})

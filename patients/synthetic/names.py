@@ -89,6 +89,9 @@ COMMON_NAMES: tuple[tuple[str, str, str, str], ...] = (
     ("Jennifer", "Williams", "female", "en"),
 )
 
+# The name a cluster of many different people shares: among the commonest full names in the US.
+SAME_NAME: tuple[str, str, str, str] = ("Maria", "Garcia", "female", "es")
+
 # Keys next to each other on a QWERTY keyboard: most real typos hit a neighbour.
 _KEYBOARD_NEIGHBOURS: dict[str, str] = {
     "a": "qwsz",

@@ -1,13 +1,25 @@
-"""The truth about synthetic people: who they are, before any source system records them."""
+"""The truth about synthetic people: who they are, before any source system records them.
 
+Besides people drawn one by one, ``PersonMaker`` draws the look-alikes a patient index must keep apart
+(``HardNegative``): twins, two people with one common name, a father and the son named after him (Jr),
+a household sharing one home phone, and a cluster of different women all called Maria Garcia.
+"""
+
+import dataclasses
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from faker import Faker
 
-from patients.synthetic.names import COMMON_NAMES, FORMAL_NAMES, nicknames_for, without_diacritics
+from patients.synthetic.names import (
+    COMMON_NAMES,
+    FORMAL_NAMES,
+    SAME_NAME,
+    nicknames_for,
+    without_diacritics,
+)
 
 # The "today" of the synthetic world. Fixed, so that output does not change with the calendar.
 REFERENCE_DATE = date(2025, 6, 30)
@@ -18,6 +30,26 @@ _STATES = ("MA", "NH", "RI", "CT", "ME", "VT", "NY")
 _STATE_WEIGHTS = (80, 5, 5, 4, 2, 2, 2)
 # Reserved for documentation (RFC 2606), so no generated address can reach a real mailbox.
 _EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
+
+# Naming a child after a parent, with "Jr", is mostly a father-and-son custom of English speakers;
+# Spanish speakers have it too ("hijo"), and a few daughters carry their mother's name the same way.
+_JUNIOR_LANGUAGE_WEIGHTS = {"en": 85, "es": 15}
+JUNIOR_SON_SHARE = 0.9
+JUNIOR_SAME_MIDDLE_NAME_RATE = 0.7
+JUNIOR_SUFFIX = "Jr"
+HOUSEHOLD_SIZE_WEIGHTS = {2: 45, 3: 35, 4: 20}
+HOUSEHOLD_PARTNER_RATE = 0.5  # households with a second adult; the other members are children
+HOUSEHOLD_SAME_FAMILY_NAME_RATE = 0.8
+# A family e-mail is common where one adult handles the family's appointments.
+HOUSEHOLD_SHARED_EMAIL_RATE = 0.3
+# Below this age a child has no mobile phone: the household's home phone is their only number.
+_CHILD_WITHOUT_PHONE_AGE = 12
+
+
+def age_in_years(birth_date: date) -> int:
+    """Age in whole years on the reference date."""
+    had_birthday = (REFERENCE_DATE.month, REFERENCE_DATE.day) >= (birth_date.month, birth_date.day)
+    return REFERENCE_DATE.year - birth_date.year - (0 if had_birthday else 1)
 
 
 @dataclass(frozen=True)
@@ -77,14 +109,53 @@ class Person:
     new_mobile_phone: str = ""
     new_address: Address | None = None
     married_family: str = ""
+    suffix: str = ""  # "Jr" for a child named after a parent; FHIR name.suffix
 
 
 @dataclass(frozen=True)
 class HardNegative:
-    """Two different people who look alike and must never be merged."""
+    """Two different people who look alike and must never be merged.
 
-    kind: str  # "twins" or "common_name"
+    Kinds: "twins" (same family name, birth date, address and home phone), "common_name" (two people
+    with one common name), "junior_senior" (parent first, then the child named after them),
+    "shared_phone" (two members of one household) and "same_name" (two of the Maria Garcias).
+    """
+
+    kind: str
     person_ids: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class HardNegativeCounts:
+    """How many look-alikes of each kind a population gets (see ``hard_negative_counts``)."""
+
+    twins: int  # pairs
+    common_name: int  # pairs
+    junior_senior: int  # pairs
+    shared_phone: int  # households, each of 2-4 people
+    same_name: int  # people in the one Maria Garcia cluster
+
+
+def hard_negative_counts(*, people: int) -> HardNegativeCounts:
+    """How many look-alikes of each kind a population of ``people`` gets.
+
+    Twin and common-name pairs are 2% of people each (4% of people in pairs); Jr/Sr pairs 1% (2% of
+    people); households one per 150 people (about 1.8% of people); the Maria Garcias 0.2%, at least 3.
+    In a large population about 12% of people are in one of them. Populations under 50 get only twins
+    and common names, so that small test populations stay plain.
+    """
+    pairs = 0 if people < 8 else max(1, people // 50)
+    if people < 50:
+        return HardNegativeCounts(
+            twins=pairs, common_name=pairs, junior_senior=0, shared_phone=0, same_name=0
+        )
+    return HardNegativeCounts(
+        twins=pairs,
+        common_name=pairs,
+        junior_senior=max(1, people // 100),
+        shared_phone=max(1, people // 150),
+        same_name=max(3, people // 500),
+    )
 
 
 class PersonMaker:
@@ -133,6 +204,10 @@ class PersonMaker:
 
     def birth_date(self) -> date:
         return REFERENCE_DATE - timedelta(days=self.randomness.randrange(0, 92 * 365))
+
+    def _birth_date_aged(self, *, youngest: int, oldest: int) -> date:
+        """A birth date of someone aged ``youngest`` to ``oldest`` years on the reference date."""
+        return REFERENCE_DATE - timedelta(days=self.randomness.randrange(youngest * 365, oldest * 365))
 
     def phone(self) -> str:
         while True:
@@ -209,14 +284,21 @@ class PersonMaker:
             preferred_language=language.code,
         )
 
+    def different_given_name(self, *, language: Language, sex: str, taken: Iterable[str]) -> str:
+        """A given name that is none of ``taken``, nor a nickname of one, nor the formal name of one."""
+        taken = set(taken)
+        while True:
+            given = self.given_name(language=language, sex=sex)
+            if given not in taken and not any(
+                given in nicknames_for(name) or name in nicknames_for(given) for name in taken
+            ):
+                return given
+
     def twin(self, sibling: Person) -> Person:
         """Same family name, birth date, address and home phone; a given name that is not a variant."""
         language = LANGUAGE_BY_CODE[sibling.preferred_language]
         sex = self.randomness.choice(("female", "male"))
-        taken = {sibling.given, *nicknames_for(sibling.given)}
-        given = self.given_name(language=language, sex=sex)
-        while given in taken or sibling.given in nicknames_for(given):
-            given = self.given_name(language=language, sex=sex)
+        given = self.different_given_name(language=language, sex=sex, taken=(sibling.given,))
         return self.person(
             language=language,
             sex=sex,
@@ -237,9 +319,99 @@ class PersonMaker:
             second = self.person(language=language, sex=sex, given=given, family=family)
         return first, second
 
+    def junior_senior_pair(self) -> tuple[Person, Person]:
+        """A parent and the child named after them, 20 to 40 years younger: (senior, junior).
 
-def hard_negative_pair_count(*, people: int) -> int:
-    """How many twin pairs, and separately how many common-name pairs, a population gets (2% each)."""
-    if people < 8:
-        return 0
-    return max(1, people // 50)
+        Same given and family name, mostly the same middle name, same address and home phone; the
+        junior carries the suffix "Jr". Mostly father and son (``JUNIOR_SON_SHARE``).
+        """
+        (language_code,) = self.randomness.choices(
+            list(_JUNIOR_LANGUAGE_WEIGHTS), weights=list(_JUNIOR_LANGUAGE_WEIGHTS.values())
+        )
+        language = LANGUAGE_BY_CODE[language_code]
+        sex = "male" if self.randomness.random() < JUNIOR_SON_SHARE else "female"
+        junior_birth_date = self._birth_date_aged(youngest=0, oldest=45)
+        senior_birth_date = junior_birth_date - timedelta(days=self.randomness.randrange(20 * 365, 40 * 365))
+        # Sharing the home phone is what makes the pair hard, so both have one.
+        senior = self.person(
+            language=language, sex=sex, birth_date=senior_birth_date, home_phone=self.phone()
+        )
+        junior = self.person(
+            language=language,
+            sex=sex,
+            given=senior.given,
+            family=senior.family,
+            birth_date=junior_birth_date,
+            address=senior.address,
+            home_phone=senior.home_phone,
+        )
+        if self.randomness.random() < JUNIOR_SAME_MIDDLE_NAME_RATE:
+            junior = dataclasses.replace(junior, middle=senior.middle)
+        return senior, dataclasses.replace(junior, suffix=JUNIOR_SUFFIX)
+
+    def household(self) -> list[Person]:
+        """Two to four people at one address sharing one home phone, and sometimes one e-mail address.
+
+        One adult aged 25-75, then a partner (within eight years of them) or children (18 to 45 years
+        younger). Given names differ and are no nicknames of each other; birth dates differ; most
+        members share the first adult's family name.
+        """
+        language = self.language()
+        sizes = list(HOUSEHOLD_SIZE_WEIGHTS)
+        size = self.randomness.choices(sizes, weights=list(HOUSEHOLD_SIZE_WEIGHTS.values()))[0]
+        address = self.address()
+        home_phone = self.phone()
+        first = self.person(
+            language=language,
+            birth_date=self._birth_date_aged(youngest=25, oldest=75),
+            address=address,
+            home_phone=home_phone,
+        )
+        members = [first]
+        has_partner = False
+        while len(members) < size:
+            if not has_partner and self.randomness.random() < HOUSEHOLD_PARTNER_RATE:
+                has_partner = True
+                offset = timedelta(days=self.randomness.randint(-8 * 365, 8 * 365))
+                birth_date = min(first.birth_date + offset, REFERENCE_DATE - timedelta(days=18 * 365))
+            else:
+                latest = min(45 * 365, (REFERENCE_DATE - first.birth_date).days)
+                birth_date = first.birth_date + timedelta(days=self.randomness.randrange(18 * 365, latest))
+            if birth_date in {member.birth_date for member in members}:
+                continue
+            sex = self.randomness.choice(("female", "male"))
+            family = first.family
+            if self.randomness.random() >= HOUSEHOLD_SAME_FAMILY_NAME_RATE:
+                family = self.family_name(language=language)
+            given = self.different_given_name(
+                language=language, sex=sex, taken=(member.given for member in members)
+            )
+            member = self.person(
+                language=language,
+                sex=sex,
+                given=given,
+                family=family,
+                birth_date=birth_date,
+                address=address,
+                home_phone=home_phone,
+            )
+            if age_in_years(member.birth_date) < _CHILD_WITHOUT_PHONE_AGE:
+                member = dataclasses.replace(member, mobile_phone="")
+            members.append(member)
+        if self.randomness.random() < HOUSEHOLD_SHARED_EMAIL_RATE:
+            family_email = first.email or self.email(given=first.given, family=first.family)
+            members = [dataclasses.replace(member, email=family_email) for member in members]
+        return members
+
+    def same_name_cluster(self, *, size: int) -> list[Person]:
+        """``size`` different women called Maria Garcia, no two with one birth date or one address."""
+        given, family, sex, language_code = SAME_NAME
+        language = LANGUAGE_BY_CODE[language_code]
+        cluster: list[Person] = []
+        while len(cluster) < size:
+            person = self.person(language=language, sex=sex, given=given, family=family)
+            if all(
+                person.birth_date != other.birth_date and person.address != other.address for other in cluster
+            ):
+                cluster.append(person)
+        return cluster

@@ -1,7 +1,14 @@
-"""A synthetic population: people, their records in three sources, and the ground truth kept apart."""
+"""A synthetic population: people, their records in three sources, and the ground truth kept apart.
+
+The ground truth is ``truth.csv`` (which person each record belongs to, and how it disagrees with
+them) and ``hard_negatives.csv``: pairs of different people who look alike (twins, common names, Jr
+and Sr, members of a household sharing one phone, the Maria Garcias), at the rates in
+``hard_negative_counts``.
+"""
 
 import csv
 import dataclasses
+import itertools
 import json
 import random
 from collections.abc import Iterator, Sequence
@@ -12,7 +19,7 @@ from typing import Any
 from patients.synthetic.csv_export import crm_export_write, crm_row
 from patients.synthetic.disagreements import apply_person_events, apply_record_damage
 from patients.synthetic.fhir_bundles import new_uuid, patient_bundle
-from patients.synthetic.people import HardNegative, Person, PersonMaker, hard_negative_pair_count
+from patients.synthetic.people import HardNegative, Person, PersonMaker, hard_negative_counts
 from patients.synthetic.records import CLINIC_EHR, CRM, EHR_SOURCES, HOSPITAL_EHR, RecordView
 
 JSON = dict[str, Any]
@@ -64,14 +71,25 @@ def _drafts(*, maker: PersonMaker, people: int) -> tuple[list[Person], list[tupl
     """People without ids yet, hard negatives first, and the hard-negative pairs as draft positions."""
     drafts: list[Person] = []
     pairs: list[tuple[str, int, int]] = []
-    pair_count = hard_negative_pair_count(people=people)
-    for _ in range(pair_count):
+
+    def add_group(kind: str, group: Sequence[Person]) -> None:
+        # Every two members of a group look alike, so every pair of them is a hard negative.
+        positions = range(len(drafts), len(drafts) + len(group))
+        pairs.extend((kind, first, second) for first, second in itertools.combinations(positions, 2))
+        drafts.extend(group)
+
+    counts = hard_negative_counts(people=people)
+    for _ in range(counts.twins):
         first = maker.person()
-        pairs.append(("twins", len(drafts), len(drafts) + 1))
-        drafts.extend((first, maker.twin(first)))
-    for _ in range(pair_count):
-        pairs.append(("common_name", len(drafts), len(drafts) + 1))
-        drafts.extend(maker.common_name_pair())
+        add_group("twins", (first, maker.twin(first)))
+    for _ in range(counts.common_name):
+        add_group("common_name", maker.common_name_pair())
+    for _ in range(counts.junior_senior):
+        add_group("junior_senior", maker.junior_senior_pair())
+    for _ in range(counts.shared_phone):
+        add_group("shared_phone", maker.household())
+    if counts.same_name:
+        add_group("same_name", maker.same_name_cluster(size=counts.same_name))
     while len(drafts) < people:
         drafts.append(maker.person())
     return drafts, pairs
@@ -83,6 +101,7 @@ def generate_population(*, people: int, seed: int = 0) -> Population:
         raise ValueError("people must be zero or more")
     maker = PersonMaker(seed=seed)
     randomness = random.Random(f"concord-synthetic:{seed}:records")
+    transposition_randomness = random.Random(f"concord-synthetic:{seed}:transpositions")
     drafts, pairs = _drafts(maker=maker, people=people)
     # Shuffled, so that person ids say nothing about which people are hard negatives of each other.
     order = list(range(len(drafts)))
@@ -115,7 +134,9 @@ def generate_population(*, people: int, seed: int = 0) -> Population:
             views[CRM].known_hospital_mrn = medical_record_numbers[HOSPITAL_EHR]
         person = apply_person_events(person, views=views, randomness=randomness, maker=maker)
         for view in views.values():
-            apply_record_damage(view, randomness=randomness)
+            apply_record_damage(
+                view, randomness=randomness, transposition_randomness=transposition_randomness
+            )
             if view.source == CRM:
                 payload = crm_row(view)
             else:

@@ -61,6 +61,7 @@ class RecordView:
     given: str
     middle: str
     family: str
+    suffix: str  # "Jr" or ""
     birth_date: date
     sex: str  # "female", "male" or "unknown"
     mobile_phone: str  # ten digits or ""
@@ -81,6 +82,7 @@ class RecordView:
             given=person.given,
             middle=person.middle,
             family=person.family,
+            suffix=person.suffix,
             birth_date=person.birth_date,
             sex=person.sex,
             mobile_phone=person.mobile_phone,

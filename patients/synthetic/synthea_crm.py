@@ -125,6 +125,7 @@ def write_synthea_crm_export(
             mrn_system = mrn_system or _medical_record_identifier(patient)[0]
     maker = PersonMaker(seed=seed)
     randomness = random.Random(f"concord-synthea-crm:{seed}")
+    transposition_randomness = random.Random(f"concord-synthea-crm:{seed}:transpositions")
     customer_numbers = iter(randomness.sample(range(1_000_000, 10_000_000), k=len(people)))
     rows: list[dict[str, str]] = []
     truth = [
@@ -149,7 +150,7 @@ def write_synthea_crm_export(
         if randomness.random() < CRM_KNOWS_HOSPITAL_MRN_RATE:
             crm.known_hospital_mrn = person.medical_record_numbers[HOSPITAL_EHR]
         apply_person_events(person, views=views, randomness=randomness, maker=maker)
-        apply_record_damage(crm, randomness=randomness)
+        apply_record_damage(crm, randomness=randomness, transposition_randomness=transposition_randomness)
         rows.append(crm_row(crm))
         truth.append(
             TruthRow(

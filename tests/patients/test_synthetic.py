@@ -2,12 +2,13 @@
 
 import copy
 import csv
+import itertools
 import json
 import random
 import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from patients.synthetic import (
     HOSPITAL_EHR,
     MRN_SYSTEMS,
     Disagreement,
+    HardNegative,
     Person,
     Population,
     SourceRecord,
@@ -33,9 +35,17 @@ from patients.synthetic import (
     write_population,
 )
 from patients.synthetic.csv_export import CRM_BIRTH_DATE_FORMAT
+from patients.synthetic.disagreements import RECORD_RATES, apply_record_damage, transposed_digits
 from patients.synthetic.names import nicknames_for, one_character_typo, without_diacritics
-from patients.synthetic.people import LANGUAGE_BY_CODE
-from patients.synthetic.records import SOURCE_PHONE_STYLE, SOURCES, phone_format
+from patients.synthetic.people import (
+    LANGUAGE_BY_CODE,
+    REFERENCE_DATE,
+    HardNegativeCounts,
+    PersonMaker,
+    age_in_years,
+    hard_negative_counts,
+)
+from patients.synthetic.records import SOURCE_PHONE_STYLE, SOURCES, RecordView, phone_format
 
 JSON = dict[str, Any]
 
@@ -96,10 +106,15 @@ def _demographics(record: SourceRecord) -> JSON:
     """The demographics of a record, in one shape whatever the source."""
     if record.source == CRM:
         row = record.payload
+        # The CRM has no suffix column: a kept "Jr" follows the last name.
+        family, _, last_word = row["LastName"].rpartition(" ")
+        if not (family and last_word.lower() == "jr"):
+            family, last_word = row["LastName"], ""
         return {
             "given": row["FirstName"],
             "middle": row["MiddleName"],
-            "family": row["LastName"],
+            "family": family,
+            "suffix": last_word,
             "birth_date": datetime.strptime(row["DOB"], CRM_BIRTH_DATE_FORMAT).date(),  # noqa: DTZ007 - a date, no zone
             "sex": {"F": "female", "M": "male", "U": "unknown"}[row["Gender"]],
             "phones": {"mobile": row["MobilePhone"], "home": row["HomePhone"]},
@@ -121,6 +136,7 @@ def _demographics(record: SourceRecord) -> JSON:
         "given": name["given"][0],
         "middle": name["given"][1] if len(name["given"]) > 1 else "",
         "family": name["family"],
+        "suffix": name.get("suffix", [""])[0],
         "birth_date": date.fromisoformat(patient["birthDate"]),
         "sex": patient["gender"],
         "phones": phones,
@@ -136,6 +152,7 @@ def _truth_demographics(person: Person) -> JSON:
         "given": person.given,
         "middle": person.middle,
         "family": person.family,
+        "suffix": person.suffix,
         "birth_date": person.birth_date,
         "sex": person.sex,
         "phone_digits": {"mobile": person.mobile_phone, "home": person.home_phone},
@@ -208,6 +225,46 @@ def _is_one_edit(first: str, second: str) -> bool:
         )
     shorter, longer = sorted((first, second), key=len)
     return any(longer[:position] + longer[position + 1 :] == shorter for position in range(len(longer)))
+
+
+def _is_one_adjacent_digit_swap(first: date, second: date) -> bool:
+    """The two dates' ISO forms differ by exactly one swap of two adjacent, different digits."""
+    first_text, second_text = first.isoformat(), second.isoformat()
+    differences = [
+        position for position in range(len(first_text)) if first_text[position] != second_text[position]
+    ]
+    if len(differences) != 2 or differences[1] != differences[0] + 1:
+        return False
+    left, right = differences
+    return (
+        first_text[left] == second_text[right]
+        and first_text[right] == second_text[left]
+        and (first_text[left] + first_text[right]).isdigit()
+    )
+
+
+def _pairs_of(population: Population, kind: str) -> list[HardNegative]:
+    return [pair for pair in population.hard_negatives if pair.kind == kind]
+
+
+def _groups(pairs: list[HardNegative]) -> list[set[str]]:
+    """The people the pairs connect, one set per connected group (a household, a cluster)."""
+    groups: list[set[str]] = []
+    for pair in pairs:
+        touching = [group for group in groups if group & set(pair.person_ids)]
+        merged = set(pair.person_ids).union(*touching)
+        groups = [group for group in groups if group not in touching] + [merged]
+    return groups
+
+
+def _records_by_person(population: Population) -> dict[str, list[tuple[SourceRecord, tuple[str, ...]]]]:
+    """Each person's records, with the disagreements truth tags them with."""
+    truth_by_key = {(row.source, row.source_record_id): row for row in population.truth}
+    records: dict[str, list[tuple[SourceRecord, tuple[str, ...]]]] = {}
+    for record in population.records:
+        row = truth_by_key[(record.source, record.source_record_id)]
+        records.setdefault(row.person_id, []).append((record, row.disagreements))
+    return records
 
 
 # --- population ------------------------------------------------------------------------------
@@ -340,6 +397,9 @@ def test_each_disagreement_changes_what_it_says(
             assert changed == {"birth_date"}
             birth_date = person.birth_date
             assert actual["birth_date"] == date(birth_date.year, birth_date.day, birth_date.month)
+        elif kind == Disagreement.TRANSPOSED_BIRTH_DATE_DIGITS:
+            assert changed == {"birth_date"}
+            assert _is_one_adjacent_digit_swap(actual["birth_date"], person.birth_date)
         elif kind == Disagreement.TYPO:
             assert len(changed) == 1
             assert changed <= {"given", "family"}
@@ -351,6 +411,8 @@ def test_each_disagreement_changes_what_it_says(
             assert (changed, actual["phone_digits"]) == ({"phone_digits"}, {"mobile": "", "home": ""})
         elif kind == Disagreement.MISSING_MIDDLE_NAME:
             assert (changed, actual["middle"]) == ({"middle"}, "")
+        elif kind == Disagreement.MISSING_SUFFIX:
+            assert (changed, actual["suffix"], person.suffix) == ({"suffix"}, "", "Jr")
         elif kind == Disagreement.MISSING_SEX:
             assert (changed, actual["sex"]) == ({"sex"}, "unknown")
         elif kind == Disagreement.DIACRITICS_REMOVED:
@@ -360,8 +422,8 @@ def test_each_disagreement_changes_what_it_says(
                 assert actual[field] == without_diacritics(expected[field])
         elif kind == Disagreement.UPPER_CASE_NAME:
             assert changed
-            assert changed <= {"given", "middle", "family"}
-            for field in ("given", "middle", "family"):
+            assert changed <= {"given", "middle", "family", "suffix"}
+            for field in ("given", "middle", "family", "suffix"):
                 assert actual[field] == expected[field].upper()
         elif kind == Disagreement.PHONE_FORMAT:
             assert changed == set()
@@ -415,6 +477,297 @@ def test_common_name_pairs_share_the_name_but_not_the_birth_date(
         first, second = (people_by_id[person_id] for person_id in pair.person_ids)
         assert (first.given, first.family) == (second.given, second.family)
         assert abs((first.birth_date - second.birth_date).days) >= 365
+
+
+def test_hard_negative_counts_are_a_few_percent_of_people_each() -> None:
+    assert hard_negative_counts(people=7) == HardNegativeCounts(
+        twins=0, common_name=0, junior_senior=0, shared_phone=0, same_name=0
+    )
+    assert hard_negative_counts(people=49) == HardNegativeCounts(
+        twins=1, common_name=1, junior_senior=0, shared_phone=0, same_name=0
+    )
+    assert hard_negative_counts(people=50) == HardNegativeCounts(
+        twins=1, common_name=1, junior_senior=1, shared_phone=1, same_name=3
+    )
+    assert hard_negative_counts(people=400) == HardNegativeCounts(
+        twins=8, common_name=8, junior_senior=4, shared_phone=2, same_name=3
+    )
+    assert hard_negative_counts(people=10_000) == HardNegativeCounts(
+        twins=200, common_name=200, junior_senior=100, shared_phone=66, same_name=20
+    )
+
+
+@pytest.mark.parametrize("people", [7, 8, 49, 50, 51, 149, 150, 151])
+def test_a_population_has_exactly_the_people_asked_for_and_hard_negatives_among_them(people: int) -> None:
+    population = generate_population(people=people, seed=4)
+    person_ids = {person.person_id for person in population.people}
+
+    assert len(population.people) == len(person_ids) == people
+    for pair in population.hard_negatives:
+        assert set(pair.person_ids) <= person_ids
+        assert pair.person_ids[0] != pair.person_ids[1]
+
+
+def test_hard_negatives_of_seed_0(population: Population) -> None:
+    kinds = Counter(pair.kind for pair in population.hard_negatives)
+    pairs = [frozenset(pair.person_ids) for pair in population.hard_negatives]
+
+    # Both seed-0 households have two members, so one pair each; three Maria Garcias make three pairs.
+    assert kinds == {"twins": 8, "common_name": 8, "junior_senior": 4, "shared_phone": 2, "same_name": 3}
+    assert len(set(pairs)) == len(pairs)
+
+
+def test_same_seed_gives_the_same_hard_negatives_and_another_seed_other_ones() -> None:
+    first = generate_population(people=200, seed=11)
+    second = generate_population(people=200, seed=11)
+    other = generate_population(people=200, seed=12)
+
+    def look_alikes(population: Population) -> list[tuple[str, tuple[Person, ...]]]:
+        people_by_id = {person.person_id: person for person in population.people}
+        return [
+            (pair.kind, tuple(people_by_id[person_id] for person_id in pair.person_ids))
+            for pair in population.hard_negatives
+        ]
+
+    assert first == second
+    assert {pair.kind for pair in first.hard_negatives} == {
+        "twins",
+        "common_name",
+        "junior_senior",
+        "shared_phone",
+        "same_name",
+    }
+    assert [people for kind, people in look_alikes(first) if kind == "junior_senior"] != [
+        people for kind, people in look_alikes(other) if kind == "junior_senior"
+    ]
+
+
+def test_junior_and_senior_share_name_address_and_home_phone_but_are_20_to_40_years_apart(
+    population: Population, people_by_id: dict[str, Person]
+) -> None:
+    pairs = _pairs_of(population, "junior_senior")
+
+    assert len(pairs) == 4
+    for pair in pairs:
+        senior, junior = (people_by_id[person_id] for person_id in pair.person_ids)
+        assert (junior.given, junior.family, junior.sex, junior.address, junior.home_phone) == (
+            senior.given,
+            senior.family,
+            senior.sex,
+            senior.address,
+            senior.home_phone,
+        )
+        assert junior.home_phone
+        assert (senior.suffix, junior.suffix) == ("", "Jr")
+        assert 20 * 365 <= (junior.birth_date - senior.birth_date).days < 40 * 365
+        assert junior.birth_date <= REFERENCE_DATE
+        # Only the home phone is shared: a mobile phone is its owner's alone.
+        assert not junior.mobile_phone or junior.mobile_phone != senior.mobile_phone
+
+
+def test_juniors_drawn_many_times_are_mostly_sons_mostly_with_their_fathers_middle_name() -> None:
+    maker = PersonMaker(seed=1)
+
+    pairs = [maker.junior_senior_pair() for _ in range(200)]
+
+    sons = sum(junior.sex == "male" for _senior, junior in pairs)
+    same_middle = sum(junior.middle == senior.middle for senior, junior in pairs)
+    assert 160 <= sons < 200
+    assert 120 <= same_middle < 200
+    assert {senior.preferred_language for senior, _junior in pairs} == {"en", "es"}
+    for senior, junior in pairs:
+        assert (senior.given, senior.family, senior.address, senior.home_phone, junior.suffix) == (
+            junior.given,
+            junior.family,
+            junior.address,
+            junior.home_phone,
+            "Jr",
+        )
+        assert age_in_years(senior.birth_date) - age_in_years(junior.birth_date) >= 19
+
+
+def test_junior_records_carry_the_suffix_unless_tagged_as_missing_it_and_seniors_never(
+    population: Population, people_by_id: dict[str, Person]
+) -> None:
+    records_by_person = _records_by_person(population)
+    carried = dropped = 0
+    for pair in _pairs_of(population, "junior_senior"):
+        senior_id, junior_id = pair.person_ids
+        for record, _disagreements in records_by_person[senior_id]:
+            assert _demographics(record)["suffix"] == ""
+        for record, disagreements in records_by_person[junior_id]:
+            suffix = _demographics(record)["suffix"]
+            if Disagreement.MISSING_SUFFIX in disagreements:
+                assert suffix == ""
+                dropped += 1
+            else:
+                assert suffix in {"Jr", "JR"}
+                carried += 1
+            if record.source == CRM and suffix:
+                assert record.payload["LastName"] == f"{_demographics(record)['family']} {suffix}"
+            elif suffix:
+                assert _patient(record.payload)["name"][0]["suffix"] == [suffix]
+
+    assert (carried, dropped) == (5, 6)
+
+
+def test_most_junior_records_keep_the_suffix_at_the_source_rates() -> None:
+    randomness = random.Random(5)
+    transposition_randomness = random.Random(6)
+    junior = PersonMaker(seed=5).junior_senior_pair()[1]
+    for source in SOURCES:
+        kept = 0
+        for number in range(2000):
+            view = RecordView.of(junior, source=source, source_record_id=str(number))
+            apply_record_damage(
+                view, randomness=randomness, transposition_randomness=transposition_randomness
+            )
+            kept += view.suffix.lower() == "jr"
+
+        rate = RECORD_RATES[Disagreement.MISSING_SUFFIX][source]
+        # Binomial, 2000 draws: within about 4 standard deviations of the rate; more than half kept.
+        assert abs((2000 - kept) / 2000 - rate) < 0.045
+        assert kept > 1000
+
+
+def test_households_share_address_and_home_phone_but_not_given_name_or_birth_date(
+    population: Population, people_by_id: dict[str, Person]
+) -> None:
+    pairs = _pairs_of(population, "shared_phone")
+    households = _groups(pairs)
+
+    assert len(households) == 2
+    for household in households:
+        members = [people_by_id[person_id] for person_id in sorted(household)]
+        assert 2 <= len(members) <= 4
+        # Every two members are a pair, each listed once.
+        assert sorted(
+            frozenset(pair.person_ids) for pair in pairs if set(pair.person_ids) <= household
+        ) == sorted(frozenset(two) for two in itertools.combinations(household, 2))
+        assert len({(member.address, member.home_phone) for member in members}) == 1
+        assert members[0].home_phone
+        assert len({member.given for member in members}) == len(members)
+        assert len({member.birth_date for member in members}) == len(members)
+
+
+def test_household_records_really_carry_the_shared_home_phone(
+    population: Population, people_by_id: dict[str, Person]
+) -> None:
+    records_by_person = _records_by_person(population)
+    checked = 0
+    for household in _groups(_pairs_of(population, "shared_phone")):
+        (phone,) = {people_by_id[person_id].home_phone for person_id in household}
+        for person_id in household:
+            for record, disagreements in records_by_person[person_id]:
+                if Disagreement.MISSING_PHONE in disagreements:
+                    continue
+                assert _comparable(_demographics(record))["phone_digits"]["home"] == phone
+                checked += 1
+
+    assert checked >= 4
+
+
+def test_households_drawn_many_times_have_two_to_four_members_and_sometimes_one_email() -> None:
+    maker = PersonMaker(seed=2)
+
+    households = [maker.household() for _ in range(100)]
+
+    assert {len(members) for members in households} == {2, 3, 4}
+    shared_email = 0
+    for members in households:
+        assert len({member.home_phone for member in members}) == 1
+        assert len({member.address for member in members}) == 1
+        assert len({member.birth_date for member in members}) == len(members)
+        for first, second in itertools.combinations(members, 2):
+            assert first.given != second.given
+            assert second.given not in nicknames_for(first.given)
+            assert first.given not in nicknames_for(second.given)
+        emails = [member.email for member in members]
+        own_emails = [email for email in emails if email]
+        # A family e-mail is everyone's; otherwise nobody shares one (some have none at all).
+        if len(set(emails)) == 1:
+            assert emails[0]
+            shared_email += 1
+        else:
+            assert len(set(own_emails)) == len(own_emails)
+        for member in members:
+            if age_in_years(member.birth_date) < 12:
+                assert member.mobile_phone == ""
+        assert age_in_years(members[0].birth_date) >= 25
+    same_family = sum(member.family == members[0].family for members in households for member in members[1:])
+    others = sum(len(members) - 1 for members in households)
+    assert 10 <= shared_email <= 50
+    assert same_family > others / 2
+
+
+def test_the_maria_garcias_are_different_people_all_paired(
+    population: Population, people_by_id: dict[str, Person]
+) -> None:
+    pairs = _pairs_of(population, "same_name")
+    (cluster,) = _groups(pairs)
+    marias = [people_by_id[person_id] for person_id in sorted(cluster)]
+
+    assert len(marias) == 3
+    assert len(pairs) == 3
+    assert {(maria.given, maria.family, maria.sex) for maria in marias} == {("Maria", "Garcia", "female")}
+    assert len({maria.birth_date for maria in marias}) == 3
+    assert len({maria.address for maria in marias}) == 3
+
+
+def test_a_large_same_name_cluster_has_no_shared_birth_date_or_address() -> None:
+    marias = PersonMaker(seed=3).same_name_cluster(size=60)
+
+    assert len(marias) == 60
+    assert {(maria.given, maria.family) for maria in marias} == {("Maria", "Garcia")}
+    assert len({maria.birth_date for maria in marias}) == 60
+    assert len({maria.address for maria in marias}) == 60
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "expected"),
+    [
+        # 9187 is in the future and 1897 before 1900; the month 30 does not exist.
+        (date(1987, 3, 12), {date(1978, 3, 12), date(1987, 3, 21)}),
+        (date(1990, 10, 30), {date(1909, 10, 30), date(1990, 1, 30), date(1990, 10, 3)}),
+    ],
+)
+def test_transposed_digits_swap_two_adjacent_digits_within_year_month_or_day(
+    birth_date: date, expected: set[date]
+) -> None:
+    randomness = random.Random(0)
+
+    results = {transposed_digits(birth_date, randomness=randomness) for _ in range(100)}
+
+    assert results == expected
+    for result in expected:
+        assert _is_one_adjacent_digit_swap(result, birth_date)
+
+
+def test_transposed_digits_gives_none_when_no_swap_makes_a_plausible_date() -> None:
+    # 0211 is before 1900, 2101 after the reference date; the other neighbours are equal digits.
+    assert transposed_digits(date(2011, 11, 11), randomness=random.Random(0)) is None
+
+
+def test_transposed_birth_dates_differ_from_the_truth_by_one_adjacent_swap(
+    population: Population, people_by_id: dict[str, Person]
+) -> None:
+    transposed = 0
+    for person_id, records in _records_by_person(population).items():
+        truth = people_by_id[person_id].birth_date
+        for record, disagreements in records:
+            if Disagreement.TRANSPOSED_BIRTH_DATE_DIGITS not in disagreements:
+                continue
+            # A swapped day and month (a person event) comes first; the transposition acts on it.
+            expected = truth
+            if Disagreement.SWAPPED_DAY_MONTH in disagreements:
+                expected = date(truth.year, truth.day, truth.month)
+            recorded = _demographics(record)["birth_date"]
+            assert _is_one_adjacent_digit_swap(recorded, expected)
+            assert recorded <= REFERENCE_DATE
+            assert recorded - expected != timedelta(0)
+            transposed += 1
+
+    assert transposed == 6
 
 
 def test_one_character_typo_is_one_edit_and_keeps_the_first_letter() -> None:
