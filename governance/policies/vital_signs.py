@@ -279,6 +279,22 @@ def _components_normalize(observation: dict[str, Any]) -> tuple[bool, bool] | No
     return coded, converted
 
 
+def vital_sign_candidate(observation: dict[str, Any]) -> bool:
+    """Whether vital_sign_normalize could find a vital sign here: a cheap test that copies nothing.
+
+    Callers that normalize every Observation use it to skip the policy's deep copies for the others.
+    """
+    concept = observation.get("code")
+    if _vital_by_loinc(concept) is not None or _vital_by_local_name(concept) is not None:
+        return True
+    value_text = observation.get("valueString")
+    return (
+        not _has_loinc_coding(concept)
+        and isinstance(value_text, str)
+        and bool(_BP_MENTION.search(value_text))
+    )
+
+
 def vital_sign_normalize(observation: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Return a new FHIR R4 Observation with LOINC coding and canonical UCUM units, and the outcome."""
     result = copy.deepcopy(observation)
