@@ -9,11 +9,23 @@ a guess would be worse than the original.
 import copy
 import datetime
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+
+from governance.policies.labs import lab_observation_normalize
+from governance.policies.medications import Ingredient, MedicationMatch, medication_concept_normalize
+from governance.policies.terminology import (
+    TerminologyMaps,
+    UnmappedConcept,
+    concept_has_standard_coding,
+    concept_map,
+    concept_unmapped,
+)
+from governance.policies.vital_signs import OUTCOME_NOT_A_VITAL_SIGN as VITAL_SIGN_NOT_A_VITAL_SIGN
+from governance.policies.vital_signs import vital_sign_candidate, vital_sign_normalize
 
 ORIGINAL_VALUE_URL = "https://concord.example.org/fhir/StructureDefinition/original-value"
 
@@ -492,3 +504,209 @@ def resource_datetimes_normalize(
             for bound in ("start", "end"):
                 _datetime_element_normalize(period, bound, default_timezone=default_timezone)
     return result
+
+
+# Terminology: which CodeableConcept of each resource type names what it is about.
+MEDICATION_RESOURCE_TYPES = frozenset(
+    {"MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense"}
+)
+CODED_ELEMENTS = {
+    "Observation": "code",
+    "Condition": "code",
+    "Procedure": "code",
+    "AllergyIntolerance": "code",
+    "DiagnosticReport": "code",
+    "Immunization": "vaccineCode",
+    "Medication": "code",
+    **dict.fromkeys(MEDICATION_RESOURCE_TYPES, "medicationCodeableConcept"),
+}
+
+
+@dataclass
+class TerminologyFindings:
+    """What terminology normalization found in one resource; no values, so it is safe to count and log."""
+
+    unmapped: list[UnmappedConcept] = field(default_factory=list)
+    vital_sign: str = ""  # the vital-sign policy's outcome, for Observations
+    lab: str = ""  # the lab policy's outcome, for Observations that are not vital signs
+    is_medication: bool = False
+    medication: MedicationMatch | None = None
+    medication_reference_only: bool = False  # names a Medication outside the resource: resolved there
+
+
+def _quantity_core(quantity: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in quantity.items() if key != "extension"}
+
+
+def _quantity_keep_original(converted: object, original: object) -> object:
+    """The converted quantity with the source's quantity kept in an original-value extension."""
+    if not isinstance(converted, dict) or not isinstance(original, dict):
+        return converted
+    if _quantity_core(converted) == _quantity_core(original):
+        return converted
+    if any(item.get("url") == ORIGINAL_VALUE_URL for item in converted.get("extension") or []):
+        return converted
+    extension = {"url": ORIGINAL_VALUE_URL, "valueQuantity": _quantity_core(original)}
+    return {**converted, "extension": [*(converted.get("extension") or []), extension]}
+
+
+def _vital_sign_apply(observation: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    if not vital_sign_candidate(observation):
+        return observation, VITAL_SIGN_NOT_A_VITAL_SIGN
+    result, outcome = vital_sign_normalize(observation)
+    if result == observation:
+        return observation, outcome  # the policy always copies: an unchanged one spares copies downstream
+    if "valueQuantity" in result:
+        result["valueQuantity"] = _quantity_keep_original(
+            result["valueQuantity"], observation.get("valueQuantity")
+        )
+    originals = observation.get("component") or []
+    for index, component in enumerate(result.get("component") or []):
+        if index < len(originals) and isinstance(originals[index], dict) and "valueQuantity" in component:
+            component["valueQuantity"] = _quantity_keep_original(
+                component["valueQuantity"], originals[index].get("valueQuantity")
+            )
+    return result, outcome
+
+
+def _observation_terminology_normalize(
+    observation: dict[str, Any], *, maps: TerminologyMaps, source_slug: str, findings: TerminologyFindings
+) -> dict[str, Any]:
+    components = observation.get("component")
+    if isinstance(components, list) and components:
+        mapped = [
+            {**item, "code": concept_map(item["code"], maps=maps, source_slug=source_slug)}
+            if isinstance(item, dict) and isinstance(item.get("code"), dict)
+            else item
+            for item in components
+        ]
+        if any(new is not old for new, old in zip(mapped, components, strict=True)):
+            observation = {**observation, "component": mapped}
+    observation, findings.vital_sign = _vital_sign_apply(observation)
+    if findings.vital_sign == VITAL_SIGN_NOT_A_VITAL_SIGN:
+        findings.vital_sign = ""
+        observation, findings.lab = lab_observation_normalize(observation)
+    return observation
+
+
+def _medication_concept(
+    concept: object, *, findings: TerminologyFindings
+) -> tuple[dict[str, Any] | None, MedicationMatch | None]:
+    if not isinstance(concept, dict):
+        return None, None
+    normalized, match = medication_concept_normalize(concept)
+    if match is None:
+        findings.unmapped.extend(concept_unmapped(concept, include_standard=True))
+    return normalized, match
+
+
+def _contained_medication_normalize(
+    resource: dict[str, Any], *, maps: TerminologyMaps, source_slug: str, findings: TerminologyFindings
+) -> dict[str, Any]:
+    """A MedicationRequest (or similar) naming a contained Medication: the contained one gains the coding."""
+    reference = (resource.get("medicationReference") or {}).get("reference")
+    if not isinstance(reference, str) or not reference.startswith("#"):
+        findings.medication_reference_only = isinstance(reference, str)
+        return resource
+    contained = resource.get("contained")
+    if not isinstance(contained, list):
+        return resource
+    for index, item in enumerate(contained):
+        if (
+            isinstance(item, dict)
+            and item.get("resourceType") == "Medication"
+            and item.get("id") == reference[1:]
+        ):
+            normalized = _medication_resource_normalize(
+                item, maps=maps, source_slug=source_slug, findings=findings
+            )
+            if normalized is item:
+                return resource
+            replaced = list(contained)
+            replaced[index] = normalized
+            return {**resource, "contained": replaced}
+    return resource
+
+
+def _medication_resource_normalize(
+    medication: dict[str, Any], *, maps: TerminologyMaps, source_slug: str, findings: TerminologyFindings
+) -> dict[str, Any]:
+    """A Medication: its code, or without one its ingredients' item concepts, gain ingredient codings."""
+    concept = medication.get("code")
+    if isinstance(concept, dict):
+        concept = concept_map(concept, maps=maps, source_slug=source_slug)
+        normalized, findings.medication = _medication_concept(concept, findings=findings)
+        return medication if normalized is medication.get("code") else {**medication, "code": normalized}
+    items = medication.get("ingredient")
+    if not isinstance(items, list):
+        return medication
+    ingredients: list[Ingredient] = []
+    item_findings = TerminologyFindings()
+    replaced = []
+    for item in items:
+        item_concept = item.get("itemCodeableConcept") if isinstance(item, dict) else None
+        if not isinstance(item_concept, dict):
+            replaced.append(item)
+            continue
+        item_concept = concept_map(item_concept, maps=maps, source_slug=source_slug)
+        normalized, match = _medication_concept(item_concept, findings=item_findings)
+        if match is not None:
+            ingredients.extend(
+                ingredient for ingredient in match.ingredients if ingredient not in ingredients
+            )
+        replaced.append({**item, "itemCodeableConcept": normalized})
+    findings.unmapped.extend(item_findings.unmapped)
+    # The product is known when each of its ingredients is; one unreadable ingredient leaves it unresolved.
+    if ingredients and not item_findings.unmapped:
+        findings.medication = MedicationMatch(
+            ingredients=tuple(ingredients), method="ingredients", confidence=1.0
+        )
+    if replaced == items:
+        return medication
+    return {**medication, "ingredient": replaced}
+
+
+def resource_terminology_normalize(
+    resource: dict[str, Any], *, maps: TerminologyMaps, source_slug: str = ""
+) -> tuple[dict[str, Any], TerminologyFindings]:
+    """Standard codes for one FHIR R4 resource, added next to the source's own; and what was found.
+
+    Local codes and free-text names become standard codings through the terminology maps (extra codings:
+    the source's codings and text stay as sent). Vital signs end with LOINC and UCUM (free-text blood
+    pressure becomes a coded panel), labs in each analyte's canonical UCUM unit with their flags as sent,
+    medications gain ingredient-level RxNorm codings. A converted quantity keeps the source's quantity in an
+    original-value extension. Concepts left without a standard code are listed in the findings, for the
+    unmapped-code queue. Normalizing a normalized resource changes nothing.
+    """
+    resource_type = resource.get("resourceType")
+    findings = TerminologyFindings()
+    element = CODED_ELEMENTS.get(resource_type) if isinstance(resource_type, str) else None
+    if element is None:
+        return resource, findings
+    result = dict(resource)
+    concept = result.get(element)
+    if isinstance(concept, dict):
+        result[element] = concept = concept_map(concept, maps=maps, source_slug=source_slug)
+    if resource_type == "Observation":
+        result = _observation_terminology_normalize(
+            result, maps=maps, source_slug=source_slug, findings=findings
+        )
+    if resource_type == "Medication":
+        findings.is_medication = True
+        return _medication_resource_normalize(
+            resource, maps=maps, source_slug=source_slug, findings=findings
+        ), findings
+    if resource_type in MEDICATION_RESOURCE_TYPES:
+        findings.is_medication = True
+        if isinstance(concept, dict):
+            normalized, findings.medication = _medication_concept(concept, findings=findings)
+            if normalized is not None:
+                result[element] = normalized
+        else:
+            result = _contained_medication_normalize(
+                result, maps=maps, source_slug=source_slug, findings=findings
+            )
+        return result, findings
+    if not concept_has_standard_coding(result.get(element)):
+        findings.unmapped.extend(concept_unmapped(result.get(element)))
+    return result, findings
