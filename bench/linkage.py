@@ -219,9 +219,12 @@ def links_read(path: Path) -> list[LinkRow]:
 
 
 def _timed(timings: dict[str, float], step: str, env: dict[str, str], *arguments: str) -> str:
+    # Progress on stderr: when a later step fails, what the earlier ones did is already on screen.
+    print(f"[real path] {step} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     output = run_manage(env, *arguments)
     timings[step] = time.perf_counter() - started
+    print(f"[real path] {step} done in {timings[step]:.1f} s", file=sys.stderr, flush=True)
     return output
 
 
@@ -249,6 +252,11 @@ def real_path_run(
             arguments += ["--mapping", str(source.mapping)]
         output = _timed(timings, f"ingest {source.slug}", env, *arguments, *map(str, source.paths))
         summaries[source.slug] = json.loads(output.strip().splitlines()[-1])
+        print(
+            "\n".join(ingest_summary_lines({source.slug: summaries[source.slug]})),
+            file=sys.stderr,
+            flush=True,
+        )
     missing = commands_missing(env)
     if missing:
         return RealPathRun(links=[], timings=timings, ingest_summaries=summaries, missing_commands=missing)
