@@ -1,5 +1,6 @@
 import hashlib
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -130,6 +131,7 @@ class SourcePatient(BaseModel):
     email = models.CharField(max_length=254, blank=True)
     postal_code = models.CharField(max_length=10, blank=True)
     is_active = models.BooleanField(default=True)
+    match_features = models.JSONField(default=dict, blank=True, help_text="What matching compares.")
 
     class Meta:
         ordering = ["source", "source_record_id"]
@@ -281,3 +283,227 @@ class PullCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source.slug}/{self.resource_type} pull checkpoint"
+
+
+class Patient(BaseModel):
+    """A golden patient: one real person, built from every source record linked to it.
+
+    Demographic columns hold the survivorship winners (indexed for search); ``record`` holds the full
+    golden record and ``provenance`` says, per field, which source record gave the value and by which rule.
+    """
+
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+    )
+    is_active = models.BooleanField(default=True)
+    family_name = models.CharField(max_length=200, blank=True)
+    given_names = models.CharField(max_length=200, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    gender = models.CharField(max_length=10, blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    postal_code = models.CharField(max_length=10, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    preferred_language = models.CharField(max_length=20, blank=True)
+    record = models.JSONField(default=dict, blank=True, help_text="Golden record: field -> value.")
+    provenance = models.JSONField(default=dict, blank=True, help_text="Field -> where the value came from.")
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["family_name", "given_names"]
+        permissions = [
+            ("match_patient", "Can search the patient index ($match)"),
+            ("merge_patient", "Can merge and unmerge golden patients"),
+            ("decide_match", "Can decide possible matches and duplicates"),
+        ]
+        indexes = [
+            models.Index(fields=["family_name", "birth_date"], name="patients_patient_family_dob"),
+            models.Index(fields=["birth_date"], name="patients_patient_dob"),
+            models.Index(fields=["phone"], name="patients_patient_phone", condition=~Q(phone="")),
+            models.Index(fields=["email"], name="patients_patient_email", condition=~Q(email="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Patient {self.external_id}"
+
+
+class MatchModel(models.Model):
+    """Fellegi-Sunter weights (a trained Splink model) and the thresholds decisions are taken at."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_active = models.BooleanField(default=False)
+    splink_settings = models.JSONField(help_text="Splink settings with trained m and u probabilities.")
+    term_frequencies = models.JSONField(default=dict, help_text="Column -> value -> share of records.")
+    auto_match_probability = models.FloatField(default=0.99)
+    review_probability = models.FloatField(default=0.5)
+    record_count = models.PositiveIntegerField(default=0, help_text="Records it was trained on.")
+    summary = models.JSONField(default=dict, blank=True, help_text="How it was trained.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="patients_matchmodel_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"match model {self.pk} ({'active' if self.is_active else 'inactive'})"
+
+
+class PatientLink(BaseModel):
+    """Which golden patient a source record belongs to, how that was decided, and why."""
+
+    class State(models.TextChoices):
+        MATCH = "MATCH", "Match"
+        POSSIBLE_MATCH = "POSSIBLE_MATCH", "Possible match (steward review)"
+        NO_MATCH = "NO_MATCH", "No match"
+
+    class Origin(models.TextChoices):
+        AUTO = "AUTO", "Automatic"
+        MANUAL = "MANUAL", "Manual"
+
+    source_patient = models.OneToOneField(SourcePatient, on_delete=models.PROTECT, related_name="link")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="links")
+    state = models.CharField(max_length=16, choices=State.choices)
+    origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.AUTO)
+    score = models.FloatField(
+        null=True, blank=True, help_text="Match probability against the best candidate."
+    )
+    match_weight = models.FloatField(null=True, blank=True)
+    matched_record = models.ForeignKey(
+        SourcePatient, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    comparisons = models.JSONField(
+        default=dict, blank=True, help_text="Per field: comparison level and its weight."
+    )
+    reason = models.CharField(max_length=300, blank=True)
+    match_model = models.ForeignKey(
+        MatchModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["state"], name="patients_link_state")]
+
+    def __str__(self) -> str:
+        return f"{self.source_patient_id} -> {self.patient_id} ({self.state})"
+
+
+class MatchKey(models.Model):
+    """A blocking key of a source record: records sharing a key are compared when one of them arrives."""
+
+    source_patient = models.ForeignKey(
+        SourcePatient, on_delete=models.CASCADE, related_name="match_keys", db_index=False
+    )
+    key = models.CharField(max_length=200)
+
+    class Meta:
+        indexes = [
+            # (key, record) answers the candidate lookup from the index alone.
+            models.Index(fields=["key", "source_patient"], name="patients_matchkey_key"),
+            models.Index(fields=["source_patient"], name="patients_matchkey_record"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class MatchReview(BaseModel):
+    """Work for a data steward: a record that may belong to a patient, or two patients that may be one."""
+
+    class Kind(models.TextChoices):
+        POSSIBLE_MATCH = "possible_match", "Possible match"
+        POSSIBLE_DUPLICATE = "possible_duplicate", "Possible duplicate patients"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CONFIRMED = "confirmed", "Confirmed (same person)"
+        REJECTED = "rejected", "Rejected (different people)"
+        OBSOLETE = "obsolete", "Obsolete"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source_patient = models.ForeignKey(
+        SourcePatient, null=True, blank=True, on_delete=models.CASCADE, related_name="match_reviews"
+    )
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="match_reviews")
+    other_patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="duplicate_reviews"
+    )
+    score = models.FloatField(null=True, blank=True)
+    match_weight = models.FloatField(null=True, blank=True)
+    comparisons = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "source_patient", "patient"],
+                condition=Q(status="open"),
+                name="patients_matchreview_open_once",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "kind"], name="patients_matchreview_status")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.status})"
+
+
+class PatientMerge(BaseModel):
+    """A merge of one golden patient into another, with the links it moved, so it can be undone exactly."""
+
+    survivor = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="merges_received")
+    duplicate = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="merges_given")
+    moved_links = models.JSONField(default=list, help_text="Ids of the links moved to the survivor.")
+    previous_links = models.JSONField(
+        default=dict, help_text="Link id -> its state, origin and reason before the merge."
+    )
+    reason = models.CharField(max_length=300)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    unmerged_at = models.DateTimeField(null=True, blank=True)
+    unmerged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    unmerge_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"merge {self.duplicate_id} -> {self.survivor_id}"
+
+
+class PatientConflict(BaseModel):
+    """Trusted sources disagree on a key attribute of a golden patient: both values and their evidence."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="conflicts")
+    field = models.CharField(max_length=40)
+    values = models.JSONField(help_text="Each value with its source record, time and trust rank.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "field"], condition=Q(status="open"), name="patients_conflict_open_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"conflict on {self.field} ({self.status})"

@@ -28,8 +28,10 @@ from patients.ingest.extract import (
     resource_status,
 )
 from patients.ingest.fhir_input import IdentifierLookup
+from patients.matching.linking import source_patients_link
 from patients.models import (
     InboundPayload,
+    PatientLink,
     ResourceVersion,
     Source,
     SourceIdentifier,
@@ -87,9 +89,11 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
     patients = [entry for entry in unique if entry.resource_type == "Patient"]
     others = [entry for entry in unique if entry.resource_type != "Patient"]
 
-    patient_pks = _store_patients(
+    patient_pks, to_link = _store_patients(
         source=source, payload=payload, entries=patients, hashes=hashes, result=result
     )
+    # Matched as stored, in this transaction: a record is never visible without its golden patient.
+    source_patients_link(to_link)
     _store_resources(
         source=source,
         payload=payload,
@@ -144,10 +148,14 @@ def _store_patients(
     entries: list[Entry],
     hashes: dict[int, str],
     result: StoreResult,
-) -> dict[str, int]:
-    """Store Patient entries; return source id -> SourcePatient pk for the patients of this payload."""
+) -> tuple[dict[str, int], list[SourcePatient]]:
+    """Store Patient entries; return source id -> pk for this payload's patients, and the rows to link.
+
+    Rows to link are the new and changed ones, plus unchanged ones that have no link yet (stored before
+    the patient index existed, or by a run that failed before linking).
+    """
     if not entries:
-        return {}
+        return {}, []
     existing = {
         row.source_record_id: row
         for row in SourcePatient.objects.filter(
@@ -196,7 +204,12 @@ def _store_patients(
         )
     pks = {row.source_record_id: row.pk for row in [*existing.values(), *new_rows]}
     _attach_waiting_resources(source=source, patient_pks=pks)
-    return pks
+    unchanged = [row for row in existing.values() if row not in changed_rows]
+    linked = set(
+        PatientLink.objects.filter(source_patient__in=unchanged).values_list("source_patient_id", flat=True)
+    )
+    to_link = [*new_rows, *changed_rows, *(row for row in unchanged if row.pk not in linked)]
+    return pks, to_link
 
 
 def _attach_waiting_resources(*, source: Source, patient_pks: dict[str, int]) -> None:

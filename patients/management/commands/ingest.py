@@ -1,7 +1,6 @@
 """python manage.py ingest --source SLUG [--format fhir|csv|hl7v2] [--mapping FILE] [--json] PATH..."""
 
 import json
-import sys
 import time
 from argparse import ArgumentParser
 from collections import Counter
@@ -11,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core.progress import ProgressBar
 from patients.ingest.processing import payload_receive, payload_replay
 from patients.models import InboundPayload, Source
 from patients.services import source_ensure
@@ -44,34 +44,6 @@ def files_under(paths: list[str]) -> list[Path]:
     return found
 
 
-class ProgressBar:
-    """A progress bar on stderr for long runs: redrawn in place on a terminal, a line per tenth otherwise."""
-
-    def __init__(self, total: int, *, label: str) -> None:
-        self.total = total
-        self.label = label
-        self.enabled = total >= LONG_RUN_FILES
-        self.interactive = sys.stderr.isatty()
-        self.last_tenth = -1
-        self.started = time.monotonic()
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        fraction = done / self.total
-        filled = int(fraction * 30)
-        line = f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}"
-        line += f" {time.monotonic() - self.started:.0f}s"
-        if self.interactive:
-            sys.stderr.write("\r" + line)
-            if done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif int(fraction * 10) > self.last_tenth:
-            self.last_tenth = int(fraction * 10)
-            sys.stderr.write(line + "\n")
-
-
 class Command(BaseCommand):
     help = "Ingest FHIR R4 JSON, CSV exports or HL7 v2 files (directories are recursed) for one source."
 
@@ -97,7 +69,7 @@ class Command(BaseCommand):
             )
         mapping_options = self._mapping_options(options.get("mapping"))
 
-        progress = ProgressBar(len(files), label="landing")
+        progress = ProgressBar(len(files), label="landing", minimum=LONG_RUN_FILES)
         landed: list[tuple[Path, InboundPayload, bool]] = []
         for done, path in enumerate(files, start=1):
             body = path.read_bytes()
@@ -143,7 +115,7 @@ class Command(BaseCommand):
         if settings.CELERY_TASK_ALWAYS_EAGER or not payload_ids:
             return
         deadline = time.monotonic() + timeout
-        progress = ProgressBar(len(payload_ids), label="processing")
+        progress = ProgressBar(len(payload_ids), label="processing", minimum=LONG_RUN_FILES)
         pending = InboundPayload.objects.filter(pk__in=payload_ids, status=InboundPayload.Status.RECEIVED)
         while (remaining := pending.count()) and time.monotonic() < deadline:
             progress.update(len(payload_ids) - remaining)

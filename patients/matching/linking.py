@@ -1,0 +1,301 @@
+"""Online linking: each new or changed source record is matched as it is stored, in the same transaction.
+
+Candidate search uses the blocking keys in the database (``MatchKey``), scoring the active model
+(``scoring``), the decision the shared rules (``decisions``). Records of one payload are linked one after
+the other, so a person arriving twice in one payload ends up once.
+"""
+
+import logging
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Q
+
+from patients.matching import decisions
+from patients.matching.decisions import Decision, Member, ScoredCandidate, decide, pair_vetoes
+from patients.matching.features import FEATURES_VERSION, Features, blocking_keys, patient_features
+from patients.matching.golden import patient_golden_recompute
+from patients.matching.scoring import (
+    MatchModelWeights,
+    ModelMismatch,
+    default_weights,
+    pair_score,
+    weights_from_settings,
+)
+from patients.models import MatchKey, MatchModel, MatchReview, Patient, PatientLink, SourcePatient
+
+logger = logging.getLogger(__name__)
+
+# Candidates beyond this many (a key shared by a huge household, a test phone number) are not scored.
+MAX_CANDIDATES = 500
+_model_cache: dict[int, MatchModelWeights] = {}
+
+
+def active_weights() -> MatchModelWeights:
+    """The active trained model's weights (cached per model), or the shipped default model."""
+    found = MatchModel.objects.filter(is_active=True).values_list("pk", flat=True).first()
+    if found is None:
+        return default_weights()
+    if found not in _model_cache:
+        model = MatchModel.objects.get(pk=found)
+        try:
+            _model_cache[found] = weights_from_settings(
+                model.splink_settings,
+                term_frequencies=model.term_frequencies,
+                model_id=model.pk,
+                auto_match_probability=model.auto_match_probability,
+                review_probability=model.review_probability,
+            )
+        except ModelMismatch:
+            # Comparisons changed with an upgrade: keep linking with the shipped model until retrained.
+            logger.error("match model %s no longer fits the comparisons: run mpi_train", found)
+            _model_cache[found] = default_weights()
+    return _model_cache[found]
+
+
+def record_features(record: SourcePatient) -> Features:
+    features = record.match_features
+    if features.get("version") != FEATURES_VERSION:
+        features = {**patient_features(record.resource), "version": FEATURES_VERSION}
+    return features
+
+
+# Advisory locks are taken on buckets of keys: a CSV export of thousands of patients must not need
+# thousands of locks (PostgreSQL's lock table is small); two unrelated keys sharing a bucket only wait.
+LOCK_BUCKETS = 256
+_LOCK_NAMESPACE = 0x4D5049  # "MPI": keeps these advisory locks apart from any other use
+
+
+def _keys_lock(keys: Iterable[str]) -> None:
+    """Serialize concurrent linking of records that could match each other (PostgreSQL only).
+
+    Two workers storing the same person at once would otherwise each miss the other's uncommitted record
+    and create two golden patients. Locks are taken in one sorted pass, so they cannot deadlock.
+    """
+    if connection.vendor != "postgresql":
+        return
+    buckets = sorted({zlib.crc32(key.encode()) % LOCK_BUCKETS for key in keys})
+    if not buckets:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, bucket) FROM unnest(%s::int[]) AS bucket ORDER BY bucket",
+            [_LOCK_NAMESPACE, buckets],
+        )
+
+
+@dataclass
+class LinkOutcome:
+    linked: int = 0
+    matched: int = 0
+    possible: int = 0
+    new_patients: int = 0
+
+
+def _members(patient_ids: Sequence[int], *, source_id: int) -> dict[int, list[Member]]:
+    members: dict[int, list[Member]] = {}
+    rows = SourcePatient.objects.filter(link__patient_id__in=patient_ids, source_id=source_id).values_list(
+        "pk", "link__patient_id", "match_features"
+    )
+    for record_id, patient_id, features in rows:
+        members.setdefault(patient_id, []).append(
+            Member(record_id, source_id, tuple(features.get("identifiers") or []))
+        )
+    return members
+
+
+def candidates_score(
+    *, model: MatchModelWeights, record_id: int | None, features: Features, keys: list[str]
+) -> list[ScoredCandidate]:
+    """Every linked record sharing a blocking key with ``features``, scored against it."""
+    candidate_ids = list(
+        MatchKey.objects.filter(key__in=keys)
+        .exclude(source_patient_id=record_id)
+        .values_list("source_patient_id", flat=True)
+        .distinct()[:MAX_CANDIDATES]
+    )
+    rows = SourcePatient.objects.filter(pk__in=candidate_ids, link__isnull=False).values_list(
+        "pk", "match_features", "link__patient_id"
+    )
+    scored = []
+    for candidate_id, candidate_features, patient_id in rows:
+        score = pair_score(model, features, candidate_features)
+        scored.append(
+            ScoredCandidate(candidate_id, patient_id, score, pair_vetoes(features, candidate_features, score))
+        )
+    return scored
+
+
+def _reviews_open(record: SourcePatient, decision: Decision, *, model_id: int | None) -> None:
+    for candidate in decision.reviews:
+        MatchReview.objects.get_or_create(
+            kind=MatchReview.Kind.POSSIBLE_MATCH,
+            source_patient=record,
+            patient_id=candidate.patient_id,
+            status=MatchReview.Status.OPEN,
+            defaults={
+                "score": candidate.best.score.probability,
+                "match_weight": candidate.match_weight,
+                "comparisons": candidate.best.score.details,
+                "reason": "; ".join(candidate.vetoes) or decision.reason,
+            },
+        )
+    duplicates = decision.possible_duplicates
+    for index, first in enumerate(duplicates):
+        for second in duplicates[index + 1 :]:
+            low, high = sorted((first, second))
+            MatchReview.objects.get_or_create(
+                kind=MatchReview.Kind.POSSIBLE_DUPLICATE,
+                source_patient=record,
+                patient_id=low,
+                status=MatchReview.Status.OPEN,
+                defaults={"other_patient_id": high, "reason": f"record {record.pk} matches both"},
+            )
+
+
+def _link_fields(decision: Decision, *, model: MatchModelWeights) -> dict[str, object]:
+    best = decision.best
+    return {
+        "state": decision.state,
+        "origin": PatientLink.Origin.AUTO,
+        "score": best.best.score.probability if best else None,
+        "match_weight": best.match_weight if best else None,
+        "matched_record_id": best.best.record_id if best else None,
+        "comparisons": best.best.score.details if best else {},
+        "reason": decision.reason[:300],
+        "match_model_id": model.model_id,
+    }
+
+
+def record_link(
+    record: SourcePatient, *, features: Features, model: MatchModelWeights, touched: set[int]
+) -> Decision | None:
+    """Match one stored record and link it; add the golden patients whose record changed to ``touched``."""
+    keys = blocking_keys(features)
+    if record.match_features != features:
+        record.match_features = features
+        SourcePatient.objects.filter(pk=record.pk).update(match_features=features)
+    MatchKey.objects.filter(source_patient=record).delete()
+    MatchKey.objects.bulk_create(MatchKey(source_patient=record, key=key) for key in keys)
+    link = PatientLink.objects.filter(source_patient=record).first()
+    if link is not None and link.origin == PatientLink.Origin.MANUAL:
+        touched.add(link.patient_id)  # a steward's decision stands; only the golden record changes
+        return None
+    scored = candidates_score(model=model, record_id=record.pk, features=features, keys=keys)
+    patient_ids = sorted({candidate.patient_id for candidate in scored})
+    rejected = frozenset(
+        MatchReview.objects.filter(source_patient=record, status=MatchReview.Status.REJECTED).values_list(
+            "patient_id", flat=True
+        )
+    )
+    decision = decide(
+        model=model,
+        record_id=record.pk,
+        source_id=record.source_id,
+        features=features,
+        candidates=scored,
+        members=_members(patient_ids, source_id=record.source_id) if features["identifiers"] else {},
+        rejected_patients=rejected,
+    )
+    fields = _link_fields(decision, model=model)
+    if link is None:
+        patient = (
+            Patient.objects.get(pk=decision.patient_id) if decision.patient_id else Patient.objects.create()
+        )
+        PatientLink.objects.create(source_patient=record, patient=patient, **fields)
+        touched.add(patient.pk)
+    else:
+        touched.add(link.patient_id)
+        own_patient_only = decision.patient_id in (None, link.patient_id)
+        if decision.state != decisions.MATCH and not own_patient_only:
+            raise AssertionError("unreachable: only MATCH names another patient")
+        if decision.patient_id not in (None, link.patient_id):
+            previous = link.patient_id
+            link.patient_id = decision.patient_id
+            touched.add(decision.patient_id)
+            _patient_retire_if_empty(previous, survivor_id=decision.patient_id, exclude_link=link.pk)
+        elif decision.patient_id is None and decision.best is not None:
+            # Still linked where it was; the decision against other patients is kept as evidence.
+            fields["state"] = link.state if link.state == decisions.MATCH and _alone(link) else decision.state
+        for name, value in fields.items():
+            setattr(link, name, value)
+        link.save()
+    _reviews_open(record, decision, model_id=model.model_id)
+    return decision
+
+
+def _alone(link: PatientLink) -> bool:
+    return not PatientLink.objects.filter(patient_id=link.patient_id).exclude(pk=link.pk).exists()
+
+
+def _patient_retire_if_empty(patient_id: int, *, survivor_id: int, exclude_link: int | None = None) -> None:
+    """A golden patient left without records resolves to where its records went."""
+    remaining = PatientLink.objects.filter(patient_id=patient_id)
+    if exclude_link is not None:
+        remaining = remaining.exclude(pk=exclude_link)
+    if not remaining.exists():
+        Patient.objects.filter(pk=patient_id).update(merged_into_id=survivor_id, is_active=False)
+
+
+def _source_merges_apply(records: Sequence[SourcePatient], touched: set[int]) -> None:
+    """Honour a source's own merge: a record replaced by another (HL7 A40, Patient.link) joins its patient."""
+    for record in records:
+        for item in record.resource.get("link") or []:
+            if not isinstance(item, dict) or item.get("type") != "replaced-by":
+                continue
+            reference = str((item.get("other") or {}).get("reference") or "")
+            if not reference.startswith("Patient/"):
+                continue
+            survivor = (
+                SourcePatient.objects.filter(source_id=record.source_id, source_record_id=reference[8:])
+                .select_related("link")
+                .first()
+            )
+            link = PatientLink.objects.filter(source_patient=record).first()
+            if survivor is None or link is None or not hasattr(survivor, "link"):
+                continue
+            target = survivor.link.patient_id
+            if link.patient_id == target or link.origin == PatientLink.Origin.MANUAL:
+                continue
+            previous = link.patient_id
+            link.patient_id = target
+            link.state = decisions.MATCH
+            link.reason = f"merged by the source into {reference}"
+            link.matched_record = survivor
+            link.save()
+            touched.update({previous, target})
+            _patient_retire_if_empty(previous, survivor_id=target)
+
+
+def source_patients_link(
+    records: Sequence[SourcePatient], *, model: MatchModelWeights | None = None
+) -> LinkOutcome:
+    """Link stored records (new or changed) and recompute the golden records they touch."""
+    outcome = LinkOutcome()
+    if not records:
+        return outcome
+    model = model or active_weights()
+    features = {record.pk: record_features(record) for record in records}
+    _keys_lock(key for found in features.values() for key in blocking_keys(found))
+    touched: set[int] = set()
+    for record in records:
+        decision = record_link(record, features=features[record.pk], model=model, touched=touched)
+        outcome.linked += 1
+        if decision is not None:
+            outcome.matched += decision.state == decisions.MATCH and decision.patient_id is not None
+            outcome.possible += decision.state == decisions.POSSIBLE_MATCH
+            outcome.new_patients += decision.patient_id is None
+    _source_merges_apply(records, touched)
+    patients_recompute(touched)
+    return outcome
+
+
+def patients_recompute(patient_ids: Iterable[int]) -> None:
+    for patient in (
+        Patient.objects.filter(pk__in=set(patient_ids))
+        .filter(Q(is_active=True) | Q(links__isnull=False))
+        .distinct()
+    ):
+        patient_golden_recompute(patient)
