@@ -43,7 +43,16 @@ EXECUTIVE = "Executive"
 ADMINISTRATOR = "Administrator"
 
 ROLES: tuple[Role, ...] = (
-    Role(CARE_COORDINATOR, ("patients.access_patients", "engagement.access_engagement"), "patients"),
+    Role(
+        CARE_COORDINATOR,
+        (
+            "patients.access_patients",
+            "engagement.access_engagement",
+            "patients.view_patient",
+            "patients.match_patient",
+        ),
+        "patients",
+    ),
     Role(
         DATA_STEWARD,
         (
@@ -52,8 +61,24 @@ ROLES: tuple[Role, ...] = (
             "patients.view_source",
             "patients.view_inboundpayload",
             "patients.replay_payload",
+            "patients.view_patient",
+            "patients.match_patient",
+            "patients.decide_match",
+            "patients.merge_patient",
+            "patients.view_patientlink",
+            "patients.view_matchreview",
+            "patients.view_patientmerge",
+            "patients.view_patientconflict",
+            "patients.view_matchmodel",
+            "governance.view_terminologymap",
+            "governance.add_terminologymap",
+            "governance.change_terminologymap",
+            "governance.view_unmappedcode",
+            "governance.view_renormalizationrun",
         ),
         "governance",
+        # Until the governance screens exist, stewards work the review and terminology queues in the admin.
+        is_staff=True,
     ),
     Role(EXECUTIVE, ("analytics.access_analytics",), "analytics"),
     Role(
@@ -68,6 +93,20 @@ ROLES: tuple[Role, ...] = (
             "patients.change_source",
             "patients.view_inboundpayload",
             "patients.replay_payload",
+            "patients.view_patient",
+            "patients.match_patient",
+            "patients.decide_match",
+            "patients.merge_patient",
+            "patients.view_patientlink",
+            "patients.view_matchreview",
+            "patients.view_patientmerge",
+            "patients.view_patientconflict",
+            "patients.view_matchmodel",
+            "governance.view_terminologymap",
+            "governance.add_terminologymap",
+            "governance.change_terminologymap",
+            "governance.view_unmappedcode",
+            "governance.view_renormalizationrun",
             "core.view_accessevent",
             "auth.view_user",
             "auth.add_user",

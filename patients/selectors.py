@@ -1,4 +1,4 @@
-"""Reads of source systems and their payloads, for the sources page and the APIs."""
+"""Reads of source systems, their payloads and golden patients, for the pages and the APIs."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -6,7 +6,10 @@ from typing import Any
 
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 
-from patients.models import InboundPayload, Source, SourcePatient, SourceResource
+from patients.matching.features import patient_features
+from patients.matching.linking import MatchResult, patients_match
+from patients.models import InboundPayload, Patient, Source, SourcePatient, SourceResource
+from patients.normalize import patient_resource_normalize
 
 
 def source_for_token(token: str) -> Source | None:
@@ -81,3 +84,33 @@ def stored_resource_get(
         source=source, resource_type=resource_type, source_record_id=source_record_id
     )
     return resources.values_list("resource", flat=True).first()
+
+
+def golden_patient_get(*, user: Any, external_id: Any) -> Patient | None:
+    """The golden patient with this id, following merges to the survivor; None when missing or not allowed.
+
+    Missing and forbidden answer alike, so that ids cannot be probed.
+    """
+    if not user.has_perm("patients.view_patient"):
+        return None
+    patient = Patient.objects.filter(external_id=external_id).first()
+    seen = set()
+    while patient is not None and patient.merged_into_id is not None and patient.pk not in seen:
+        seen.add(patient.pk)
+        patient = Patient.objects.filter(pk=patient.merged_into_id).first()
+    return patient
+
+
+def golden_patient_replaced_ids(patient: Patient) -> list[str]:
+    """External ids of the patients merged into this one (they resolve here)."""
+    return [str(value) for value in patient.merged_from.order_by("pk").values_list("external_id", flat=True)]
+
+
+def golden_patients_match(*, user: Any, resource: dict[str, Any]) -> list[tuple[Patient, MatchResult]]:
+    """Golden patients a FHIR Patient description may be (the $match operation), best first."""
+    if not (user.has_perm("patients.match_patient") and user.has_perm("patients.view_patient")):
+        return []
+    features = patient_features(patient_resource_normalize(resource))
+    results = patients_match(features)
+    patients = Patient.objects.in_bulk([result.patient_id for result in results])
+    return [(patients[result.patient_id], result) for result in results if result.patient_id in patients]

@@ -23,6 +23,7 @@ from patients.ingest.hl7v2 import hl7v2_payload_parse
 from patients.ingest.store import StoreResult, entries_store, identifier_lookup
 from patients.models import InboundPayload, Source
 from patients.normalize import patient_resource_normalize, resource_datetimes_normalize
+from patients.terminology import entries_terminology_normalize
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -205,6 +206,7 @@ def _process_once(payload_id: int) -> ProcessOutcome:
             with transaction.atomic():
                 parsed = _parse(payload)
                 entries = _normalized(parsed.entries, default_timezone=timezone_name)
+                entries = entries_terminology_normalize(entries, source=payload.source)
                 result = entries_store(source=payload.source, payload=payload, entries=entries)
         except PayloadRejected as rejected:
             _quarantine(payload, rejected.problems, outcome={"kind": rejected.kind})

@@ -299,3 +299,50 @@ def patients_recompute(patient_ids: Iterable[int]) -> None:
         .distinct()
     ):
         patient_golden_recompute(patient)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    patient_id: int
+    probability: float
+    grade: str  # FHIR match-grade: certain, probable, possible
+    details: dict[str, dict[str, object]]
+
+
+# Below this probability a candidate is not worth showing to a $match client.
+POSSIBLE_PROBABILITY = 0.05
+
+
+def patients_match(features: Features, *, model: MatchModelWeights | None = None) -> list[MatchResult]:
+    """Golden patients a (not stored) patient description may be, best first, graded as $match grades them."""
+    model = model or active_weights()
+    scored = candidates_score(model=model, record_id=None, features=features, keys=blocking_keys(features))
+    best: dict[int, ScoredCandidate] = {}
+    automatic: set[int] = set()
+    for candidate in scored:
+        current = best.get(candidate.patient_id)
+        if current is None or candidate.score.match_weight > current.score.match_weight:
+            best[candidate.patient_id] = candidate
+        if not candidate.vetoes and candidate.score.match_weight >= model.auto_match_weight:
+            automatic.add(candidate.patient_id)
+    results = []
+    for patient_id, candidate in best.items():
+        probability = candidate.score.probability
+        if patient_id in automatic:
+            grade = "certain"
+        elif probability >= model.review_probability:
+            grade = "probable"
+        elif probability >= POSSIBLE_PROBABILITY:
+            grade = "possible"
+        else:
+            continue
+        results.append(MatchResult(patient_id, probability, grade, candidate.score.details))
+    # Several "certain" patients cannot all be certain: the index holds duplicates a steward must see.
+    if sum(result.grade == "certain" for result in results) > 1:
+        results = [
+            MatchResult(
+                r.patient_id, r.probability, "probable" if r.grade == "certain" else r.grade, r.details
+            )
+            for r in results
+        ]
+    return sorted(results, key=lambda result: (-result.probability, result.patient_id))

@@ -17,7 +17,7 @@ AREA_PATHS = {
 }
 EXPECTED = {
     CARE_COORDINATOR: ({"patients", "engagement"}, "/patients/"),
-    DATA_STEWARD: ({"patients", "governance"}, "/governance/"),
+    DATA_STEWARD: ({"patients", "governance", "admin"}, "/governance/"),
     EXECUTIVE: ({"analytics"}, "/analytics/"),
     ADMINISTRATOR: ({"patients", "governance", "engagement", "analytics", "admin"}, "/admin/"),
 }
