@@ -315,6 +315,14 @@ def automatic_link_precision(
     )
 
 
+def precision_verdict(scores: Mapping[str, float], *, target: float) -> str:
+    """The precision against its target; with no links at all there is nothing to be precise about."""
+    if not scores["tp"] + scores["fp"]:
+        return f"n/a, no links made (target >= {target} not measurable)"
+    verdict = "met" if scores["precision"] >= target else "NOT met"
+    return f"{scores['precision']:.4f} (target >= {target}: {verdict})"
+
+
 def state_counts(links: Iterable[LinkRow]) -> Counter[str]:
     return Counter(link.state for link in links)
 

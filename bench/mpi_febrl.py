@@ -62,6 +62,7 @@ from bench.linkage import (  # noqa: E402
     pairs_from_clusters,
     pairwise_scores,
     patient_of,
+    precision_verdict,
     real_path_run,
     scores_header,
     scores_line,
@@ -617,11 +618,10 @@ def summary_print(results: dict[str, dict[str, Any]]) -> None:
         automatic = headline(result["rows"], "Concord automatic", "clustered")
         if concord and automatic:
             f1_met = concord.scores["f1"] >= TARGET_F1[name]
-            precision_met = automatic.scores["precision"] >= TARGET_AUTOMATIC_PRECISION
             print(
                 f"  {name.upper() + ' Concord':<26} {concord.scores['f1']:9.4f}   target F1 >= {TARGET_F1[name]}: "
-                f"{'met' if f1_met else 'NOT met'}; automatic-link precision {automatic.scores['precision']:.4f} "
-                f"(target >= {TARGET_AUTOMATIC_PRECISION}): {'met' if precision_met else 'NOT met'}"
+                f"{'met' if f1_met else 'NOT met'}; automatic-link precision "
+                + precision_verdict(automatic.scores, target=TARGET_AUTOMATIC_PRECISION)
             )
         else:
             print(f"  {name.upper() + ' Concord':<26} {'-':>9}   (real path not run)")

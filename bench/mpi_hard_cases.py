@@ -41,6 +41,7 @@ from bench.linkage import (  # noqa: E402
     cluster_pairwise_scores,
     ingest_summary_lines,
     patient_of,
+    precision_verdict,
     real_path_run,
     scores_header,
     scores_line,
@@ -155,11 +156,7 @@ def report(
     links_report("after mpi_train + mpi_relink", links, person_of)
     automatic = automatic_link_precision(links, person_of)
     print(scores_line("automatic links only (review left out)", automatic, width=LABEL_WIDTH))
-    met = automatic["precision"] >= TARGET_AUTOMATIC_PRECISION
-    print(
-        f"  automatic-link precision {automatic['precision']:.4f} "
-        f"(target >= {TARGET_AUTOMATIC_PRECISION}: {'met' if met else 'NOT met'})"
-    )
+    print(f"  automatic-link precision {precision_verdict(automatic, target=TARGET_AUTOMATIC_PRECISION)}")
 
     states = state_counts(links)
     exported = {link.key for link in links}
