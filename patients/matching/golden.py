@@ -5,15 +5,18 @@ Recomputed whenever a linked record changes or links move. Each field keeps wher
 attributes become ``PatientConflict`` rows, opened and resolved here as the data changes.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
+from core.bulk import rows_update
 from governance.policies.survivorship import CandidateValue, conflicting_values, trust_rank, value_choose
 from patients.matching.features import ascii_fold
-from patients.models import Patient, PatientConflict, SourcePatient
+from patients.models import Patient, PatientConflict, Source, SourcePatient
 
 JSON = dict[str, Any]
 VERIFIED_EXTENSION = "https://concord.health/fhir/StructureDefinition/verified"
@@ -164,11 +167,25 @@ def _telecom(records: Iterable[SourcePatient]) -> list[JSON]:
     return list(found.values())
 
 
-def patient_golden_recompute(patient: Patient) -> Patient:
-    """Rebuild the golden record of ``patient`` from its linked records; open and resolve conflicts."""
-    records = list(
-        SourcePatient.objects.filter(link__patient=patient).select_related("source").order_by("pk")
-    )
+_PATIENT_FIELDS = (
+    "family_name",
+    "given_names",
+    "birth_date",
+    "gender",
+    "phone",
+    "email",
+    "postal_code",
+    "city",
+    "preferred_language",
+    "record",
+    "provenance",
+    "computed_at",
+    "updated_at",
+)
+
+
+def _golden_compute(patient: Patient, records: list[SourcePatient]) -> dict[str, list[JSON]]:
+    """Set the golden fields of ``patient`` from ``records``; return the conflicts that should be open."""
     record: JSON = {}
     provenance: JSON = {}
     open_conflicts: dict[str, list[JSON]] = {}
@@ -188,9 +205,47 @@ def patient_golden_recompute(patient: Patient) -> Patient:
     _columns_set(patient, record)
     patient.record = record
     patient.provenance = provenance
-    patient.computed_at = timezone.now()
-    patient.save()
-    _conflicts_sync(patient, open_conflicts)
+    patient.computed_at = patient.updated_at = timezone.now()
+    return open_conflicts
+
+
+def patients_golden_recompute(patient_ids: Iterable[int], *, chunk_size: int = 1000) -> int:
+    """Rebuild the golden records of many patients, a chunk at a time with a few queries per chunk."""
+    ids = sorted(set(patient_ids))
+    sources = {source.pk: source for source in Source.objects.all()}
+    done = 0
+    for start in range(0, len(ids), chunk_size):
+        chunk = ids[start : start + chunk_size]
+        patients = list(Patient.objects.filter(pk__in=chunk))
+        records: dict[int, list[SourcePatient]] = defaultdict(list)
+        rows = (
+            SourcePatient.objects.filter(link__patient_id__in=chunk)
+            .annotate(golden_id=F("link__patient_id"))
+            .only(
+                "pk",
+                "external_id",
+                "source_id",
+                "source_record_id",
+                "resource",
+                "updated_at",
+                "source_updated_at",
+            )
+            .order_by("pk")
+        )
+        for row in rows:
+            row.source = sources[row.source_id]
+            records[row.golden_id].append(row)
+        wanted = {patient.pk: _golden_compute(patient, records[patient.pk]) for patient in patients}
+        rows_update(Patient, patients, _PATIENT_FIELDS)
+        _conflicts_sync(wanted)
+        done += len(patients)
+    return done
+
+
+def patient_golden_recompute(patient: Patient) -> Patient:
+    """Rebuild the golden record of ``patient`` from its linked records; open and resolve conflicts."""
+    patients_golden_recompute([patient.pk])
+    patient.refresh_from_db()
     return patient
 
 
@@ -212,19 +267,28 @@ def _columns_set(patient: Patient, record: JSON) -> None:
     patient.preferred_language = str(record.get("preferred_language") or "")[:20]
 
 
-def _conflicts_sync(patient: Patient, open_conflicts: dict[str, list[JSON]]) -> None:
+def _conflicts_sync(wanted: dict[int, dict[str, list[JSON]]]) -> None:
+    """Open, update and resolve conflicts so that the open ones are exactly ``wanted`` (patient -> field -> values)."""
     existing = {
-        conflict.field: conflict for conflict in patient.conflicts.filter(status=PatientConflict.Status.OPEN)
+        (conflict.patient_id, conflict.field): conflict
+        for conflict in PatientConflict.objects.filter(
+            patient_id__in=list(wanted), status=PatientConflict.Status.OPEN
+        )
     }
     now = timezone.now()
-    for field_name, values in open_conflicts.items():
-        conflict = existing.pop(field_name, None)
-        if conflict is None:
-            PatientConflict.objects.create(patient=patient, field=field_name, values=values)
-        elif conflict.values != values:
-            conflict.values = values
-            conflict.save(update_fields=["values", "updated_at"])
-    for conflict in existing.values():  # the sources agree again
-        conflict.status = PatientConflict.Status.RESOLVED
-        conflict.resolved_at = now
-        conflict.save(update_fields=["status", "resolved_at", "updated_at"])
+    created, changed = [], []
+    for patient_id, conflicts in wanted.items():
+        for field_name, values in conflicts.items():
+            conflict = existing.pop((patient_id, field_name), None)
+            if conflict is None:
+                created.append(PatientConflict(patient_id=patient_id, field=field_name, values=values))
+            elif conflict.values != values:
+                conflict.values = values
+                conflict.updated_at = now
+                changed.append(conflict)
+    PatientConflict.objects.bulk_create(created)
+    rows_update(PatientConflict, changed, ("values", "updated_at"))
+    if existing:  # the sources agree again
+        PatientConflict.objects.filter(pk__in=[conflict.pk for conflict in existing.values()]).update(
+            status=PatientConflict.Status.RESOLVED, resolved_at=now, updated_at=now
+        )

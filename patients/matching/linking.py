@@ -11,12 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Q
 
 from patients.matching import decisions
 from patients.matching.decisions import Decision, Member, ScoredCandidate, decide, pair_vetoes
 from patients.matching.features import FEATURES_VERSION, Features, blocking_keys, patient_features
-from patients.matching.golden import patient_golden_recompute
+from patients.matching.golden import patients_golden_recompute
 from patients.matching.scoring import (
     MatchModelWeights,
     ModelMismatch,
@@ -293,12 +292,8 @@ def source_patients_link(
 
 
 def patients_recompute(patient_ids: Iterable[int]) -> None:
-    for patient in (
-        Patient.objects.filter(pk__in=set(patient_ids))
-        .filter(Q(is_active=True) | Q(links__isnull=False))
-        .distinct()
-    ):
-        patient_golden_recompute(patient)
+    active = Patient.objects.filter(pk__in=set(patient_ids), is_active=True).values_list("pk", flat=True)
+    patients_golden_recompute(list(active))
 
 
 @dataclass(frozen=True)

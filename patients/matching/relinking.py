@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from core.bulk import rows_update
 from patients.matching import decisions
 from patients.matching.decisions import Member, ScoredCandidate, decide, pair_vetoes
 from patients.matching.features import Features
-from patients.matching.golden import patient_golden_recompute
+from patients.matching.golden import patients_golden_recompute
 from patients.matching.linking import active_weights, record_features
 from patients.matching.scoring import DEFAULT_MODEL_PATH, MatchModelWeights, pair_score
 from patients.matching.training import pairs_score, records_frame
@@ -244,7 +245,22 @@ def _write(
         link.updated_at = timezone.now()
         changed_links.append(link)
     PatientLink.objects.bulk_create(new_links, batch_size=2000)
-    _links_update(changed_links)
+    rows_update(
+        PatientLink,
+        changed_links,
+        (
+            "patient",
+            "state",
+            "origin",
+            "score",
+            "match_weight",
+            "matched_record",
+            "comparisons",
+            "reason",
+            "match_model",
+            "updated_at",
+        ),
+    )
     for retired, cluster in survivor_of_patient.items():
         Patient.objects.filter(pk=retired).update(merged_into_id=patient_of_cluster[cluster], is_active=False)
         result.patients_retired += 1
@@ -270,62 +286,9 @@ def _write(
                 )
             )
     MatchReview.objects.bulk_create(reviews, batch_size=2000, ignore_conflicts=True)
-    to_recompute = Patient.objects.filter(pk__in=touched, is_active=True)
-    total = len(touched)
-    for done, golden in enumerate(to_recompute.iterator(chunk_size=500), start=1):
-        patient_golden_recompute(golden)
-        if progress and (done % 5000 == 0 or done == total):
-            progress("golden records", done, total)
-
-
-_LINK_COLUMNS = (
-    "patient_id",
-    "state",
-    "origin",
-    "score",
-    "match_weight",
-    "matched_record_id",
-    "comparisons",
-    "reason",
-    "match_model_id",
-)
-
-
-def _links_update(links: list[PatientLink]) -> None:
-    """Write changed links: on PostgreSQL one COPY and one UPDATE (a million rows in seconds)."""
-    if not links:
-        return
-    if connection.vendor != "postgresql":
-        PatientLink.objects.bulk_update(
-            links, [name.removesuffix("_id") for name in _LINK_COLUMNS] + ["updated_at"], batch_size=200
-        )
-        return
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMPORARY TABLE relink_update (id bigint, patient_id bigint, state text, origin text, "
-            "score double precision, match_weight double precision, matched_record_id bigint, "
-            "comparisons jsonb, reason text, match_model_id bigint) ON COMMIT DROP"
-        )
-        with cursor.cursor.copy("COPY relink_update FROM STDIN") as copy:
-            for link in links:
-                copy.write_row(
-                    (
-                        link.pk,
-                        link.patient_id,
-                        link.state,
-                        link.origin,
-                        link.score,
-                        link.match_weight,
-                        link.matched_record_id,
-                        json.dumps(link.comparisons),
-                        link.reason,
-                        link.match_model_id,
-                    )
-                )
-        assignments = ", ".join(f"{name} = u.{name}" for name in _LINK_COLUMNS)
-        cursor.execute(
-            f"UPDATE patients_patientlink AS l SET {assignments}, updated_at = %s "  # noqa: S608 (fixed names)
-            "FROM relink_update AS u WHERE l.id = u.id",
-            [now],
-        )
+    active = list(Patient.objects.filter(pk__in=touched, is_active=True).values_list("pk", flat=True))
+    if progress:
+        progress("golden records", 0, len(active))
+    patients_golden_recompute(active)
+    if progress:
+        progress("golden records", len(active), len(active))
