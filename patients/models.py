@@ -250,7 +250,13 @@ class SourceIdentifier(models.Model):
                 fields=["source", "resource_type", "system", "value"], name="patients_sourceidentifier_unique"
             ),
         ]
-        indexes = [models.Index(fields=["system", "value"], name="patients_srcident_system_value")]
+        indexes = [
+            models.Index(fields=["system", "value"], name="patients_srcident_system_value"),
+            # Staff search a record number without knowing which system issued it.
+            models.Index(
+                fields=["value"], name="patients_srcident_value", condition=Q(resource_type="Patient")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.resource_type}?identifier={self.system}|{self.value}"
@@ -305,6 +311,9 @@ class Patient(BaseModel):
     postal_code = models.CharField(max_length=10, blank=True)
     city = models.CharField(max_length=100, blank=True)
     preferred_language = models.CharField(max_length=20, blank=True)
+    # Phonetic codes of the golden names, so that search finds "Smyth" for Smith and "Jon" for John.
+    family_phonetic = models.CharField(max_length=40, blank=True)
+    given_phonetic = models.CharField(max_length=40, blank=True)
     record = models.JSONField(default=dict, blank=True, help_text="Golden record: field -> value.")
     provenance = models.JSONField(default=dict, blank=True, help_text="Field -> where the value came from.")
     computed_at = models.DateTimeField(null=True, blank=True)
@@ -319,6 +328,8 @@ class Patient(BaseModel):
         indexes = [
             models.Index(fields=["family_name", "birth_date"], name="patients_patient_family_dob"),
             models.Index(fields=["birth_date"], name="patients_patient_dob"),
+            models.Index(fields=["family_phonetic", "given_phonetic"], name="patients_patient_phonetic"),
+            models.Index(fields=["given_phonetic"], name="patients_patient_given_phon"),
             models.Index(fields=["phone"], name="patients_patient_phone", condition=~Q(phone="")),
             models.Index(fields=["email"], name="patients_patient_email", condition=~Q(email="")),
         ]
