@@ -1,15 +1,27 @@
 """Reads of source systems, their payloads and golden patients, for the pages and the APIs."""
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+import jellyfish
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 
-from patients.matching.features import patient_features
+from core.permissions import has_object_access, objects_for_user
+from patients.matching.features import ascii_fold, given_name_groups, patient_features, phonetic
 from patients.matching.linking import MatchResult, patients_match
-from patients.models import InboundPayload, Patient, Source, SourcePatient, SourceResource
-from patients.normalize import patient_resource_normalize
+from patients.models import (
+    InboundPayload,
+    MatchKey,
+    Patient,
+    PatientLink,
+    Source,
+    SourceIdentifier,
+    SourcePatient,
+    SourceResource,
+)
+from patients.normalize import patient_resource_normalize, phone_to_e164
 
 
 def source_for_token(token: str) -> Source | None:
@@ -86,19 +98,143 @@ def stored_resource_get(
     return resources.values_list("resource", flat=True).first()
 
 
+def golden_patients_visible(user: Any) -> QuerySet[Patient]:
+    """Active golden patients ``user`` may see: all with the model permission, else those granted to them."""
+    return objects_for_user(user, "patients.view_patient", Patient.objects.filter(is_active=True))
+
+
 def golden_patient_get(*, user: Any, external_id: Any) -> Patient | None:
     """The golden patient with this id, following merges to the survivor; None when missing or not allowed.
 
     Missing and forbidden answer alike, so that ids cannot be probed.
     """
-    if not user.has_perm("patients.view_patient"):
-        return None
     patient = Patient.objects.filter(external_id=external_id).first()
     seen = set()
     while patient is not None and patient.merged_into_id is not None and patient.pk not in seen:
         seen.add(patient.pk)
         patient = Patient.objects.filter(pk=patient.merged_into_id).first()
+    if patient is None or not has_object_access(user, "patients.view_patient", patient):
+        return None
     return patient
+
+
+@dataclass(frozen=True)
+class PatientSearchHit:
+    patient: Patient
+    score: float  # 0..2: how well the name agrees (1 per name part), or 2 for an exact contact/identifier hit
+    matched_on: str
+
+
+SEARCH_LIMIT = 25
+_CANDIDATE_LIMIT = 2000
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
+_IDENTIFIER_LIKE = re.compile(r"^(?=.*\d)[\w.:/|-]+$")
+
+
+def _patient_ids_of_records(record_ids: Any) -> set[int]:
+    return set(
+        PatientLink.objects.filter(source_patient_id__in=record_ids).values_list("patient_id", flat=True)
+    )
+
+
+def _keys_patients(keys: list[str]) -> set[int]:
+    records = MatchKey.objects.filter(key__in=keys).values_list("source_patient_id", flat=True)[
+        :_CANDIDATE_LIMIT
+    ]
+    return _patient_ids_of_records(list(records))
+
+
+def _name_similarity(query_first: str, query_last: str, patient: Patient) -> float:
+    given = ascii_fold(patient.given_names.split(" ")[0]) if patient.given_names else ""
+    family = ascii_fold(patient.family_name)
+    family_score = jellyfish.jaro_winkler_similarity(query_last, family) if family else 0.0
+    if not query_first:
+        return max(family_score, jellyfish.jaro_winkler_similarity(query_last, given) if given else 0.0)
+    if set(given_name_groups(query_first)) & set(given_name_groups(given)):
+        given_score = 1.0
+    else:
+        given_score = jellyfish.jaro_winkler_similarity(query_first, given) if given else 0.0
+    return given_score + family_score
+
+
+def golden_patient_search(
+    *, user: Any, query: str, birth_date: date | None = None, limit: int = SEARCH_LIMIT
+) -> list[PatientSearchHit]:
+    """Patients ``user`` may see that fit the query: a name (typos, phonetic variants and nicknames
+    found), a phone in any format, an e-mail, or any source identifier; optionally a birth date."""
+    visible = golden_patients_visible(user)
+    text = " ".join(query.split())
+    matched_on = "name"
+    first = last = ""
+    if not text:
+        if birth_date is None:
+            return []
+        candidates = visible.filter(birth_date=birth_date)
+        matched_on = "birth date"
+    elif "@" in text:
+        email = text.lower()
+        ids = _keys_patients([f"e:{email}"]) | set(
+            Patient.objects.filter(email=email).values_list("pk", flat=True)
+        )
+        candidates, matched_on = visible.filter(pk__in=ids), "e-mail"
+    elif _PHONE_LIKE.match(text) and (phone := phone_to_e164(text)):
+        ids = _keys_patients([f"p:{phone}"]) | set(
+            Patient.objects.filter(phone=phone).values_list("pk", flat=True)
+        )
+        candidates, matched_on = visible.filter(pk__in=ids), "phone"
+    elif _IDENTIFIER_LIKE.match(text):
+        system, _, value = text.rpartition("|")
+        found = SourceIdentifier.objects.filter(resource_type="Patient", value=value)
+        if system:
+            found = found.filter(system=system)
+        pairs = set(found.values_list("source_id", "source_record_id")[:50])
+        rows = SourcePatient.objects.filter(
+            source_id__in={source_id for source_id, _ in pairs},
+            source_record_id__in=[record_id for _, record_id in pairs],
+        )
+        records = [
+            pk
+            for pk, source_id, record_id in rows.values_list("pk", "source_id", "source_record_id")
+            if (source_id, record_id) in pairs
+        ]
+        candidates, matched_on = visible.filter(pk__in=_patient_ids_of_records(records)), "identifier"
+    else:
+        tokens = [token for token in re.split(r"[\s,]+", ascii_fold(text)) if token]
+        if "," in text:  # "Smith, John": family name first
+            tokens = tokens[1:] + tokens[:1]
+        first, last = (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
+        last_code = phonetic(last)
+        if not first:
+            condition = Q(family_phonetic=last_code) | Q(given_phonetic=last_code)
+            candidates = visible.filter(condition)
+        else:
+            first_codes = {phonetic(first), *(phonetic(group) for group in given_name_groups(first))}
+            first_code = phonetic(first)
+            keys = [f"n:{last_code}:{code}" for code in first_codes] + [f"n:{first_code}:{phonetic(last)}"]
+            # A typo may break one name's phonetic code: either one agreeing is enough to be a candidate.
+            condition = (
+                Q(family_phonetic=last_code)
+                | Q(given_phonetic__in=first_codes)
+                | Q(pk__in=_keys_patients(keys))
+            )
+            condition |= Q(family_phonetic=first_code, given_phonetic=last_code)  # "Smith John"
+            candidates = visible.filter(condition)
+    if birth_date is not None:
+        candidates = candidates.filter(birth_date=birth_date)
+    patients = list(candidates.order_by("pk")[:_CANDIDATE_LIMIT])
+    hits = []
+    for patient in patients:
+        if matched_on != "name":
+            hits.append(PatientSearchHit(patient, 2.0, matched_on))
+            continue
+        score = _name_similarity(first, last, patient)
+        if first:
+            swapped = _name_similarity(last, first, patient)
+            score = max(score, swapped)
+        if score >= (1.7 if first else 0.85):
+            hits.append(PatientSearchHit(patient, score, matched_on))
+    hits.sort(key=lambda hit: (-hit.score, hit.patient.family_name, hit.patient.given_names, hit.patient.pk))
+    return hits[:limit]
 
 
 def golden_patient_replaced_ids(patient: Patient) -> list[str]:

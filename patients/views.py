@@ -3,15 +3,20 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.dateparse import parse_date
 from django.views import View
 from django.views.generic import TemplateView
 
+from core.audit import phi_access_record
+from core.models import AccessEvent
+from patients.chart import PatientChart, patient_chart_get
+from patients.figures import blood_pressure_figure, series_figure, source_colours, weight_figure
 from patients.ingest.processing import payload_replay
-from patients.models import InboundPayload, Source
-from patients.selectors import payload_list, source_status_list
+from patients.models import InboundPayload, Patient, Source
+from patients.selectors import golden_patient_get, golden_patient_search, payload_list, source_status_list
 
 PAYLOADS_PER_PAGE = 50
 
@@ -76,3 +81,162 @@ class PayloadReplayView(PermissionRequiredMixin, View):
             else:
                 messages.error(request, f"Replayed, still quarantined: {replayed.error}")
         return HttpResponseRedirect(reverse("patients:payload-detail", args=[payload.external_id]))
+
+
+class PatientSearchView(PermissionRequiredMixin, TemplateView):
+    """Search by name (typos, phonetic variants, nicknames), birth date, identifier, phone or e-mail.
+
+    With htmx the results table alone is returned, so the list follows the typing.
+    """
+
+    permission_required = "patients.access_patients"
+    template_name = "patients/patient_search.html"
+
+    def get_template_names(self) -> list[str]:
+        if self.request.headers.get("HX-Request"):
+            return ["patients/patient_search.html#results"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        query = self.request.GET.get("q", "").strip()[:200]
+        birth_date_text = self.request.GET.get("birth_date", "").strip()
+        birth_date = parse_date(birth_date_text) if birth_date_text else None
+        searched = bool(query or birth_date)
+        hits = (
+            golden_patient_search(user=self.request.user, query=query, birth_date=birth_date)
+            if searched
+            else []
+        )
+        for hit in hits:
+            phi_access_record(
+                purpose="patient search",
+                request=self.request,
+                patient_ref=hit.patient.external_id,
+                action=AccessEvent.Action.SEARCH,
+            )
+        return {
+            **super().get_context_data(**kwargs),
+            "query": query,
+            "birth_date": birth_date_text,
+            "birth_date_invalid": bool(birth_date_text) and birth_date is None,
+            "searched": searched,
+            "hits": hits,
+        }
+
+
+class PatientDetailView(PermissionRequiredMixin, TemplateView):
+    permission_required = "patients.access_patients"
+    template_name = "patients/patient_detail.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        patient = golden_patient_get(user=self.request.user, external_id=self.kwargs["external_id"])
+        if patient is None:
+            raise Http404("No such patient.")
+        if str(patient.external_id) != str(self.kwargs["external_id"]):
+            self.merged_into = patient  # rendered with a notice: the id asked for was merged away
+        phi_access_record(purpose="patient page", request=self.request, patient_ref=patient.external_id)
+        chart = patient_chart_get(patient)
+        record = patient.record
+        return {
+            **super().get_context_data(**kwargs),
+            "patient": patient,
+            "chart": chart,
+            "record": record,
+            "demographics": _demographic_rows(patient),
+            "merged_from_id": self.kwargs["external_id"] if hasattr(self, "merged_into") else None,
+            "blood_pressure": blood_pressure_figure(chart.series),
+            "weight": weight_figure(chart.series),
+            "source_colours": source_colours([link.source_patient.source.slug for link in chart.links]),
+        }
+
+
+class PatientLabChartView(PermissionRequiredMixin, TemplateView):
+    """The trend of one lab the user picked (an htmx fragment of the patient page)."""
+
+    permission_required = "patients.access_patients"
+    template_name = "patients/patient_detail.html#lab-chart"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        patient = golden_patient_get(user=self.request.user, external_id=self.kwargs["external_id"])
+        if patient is None:
+            raise Http404("No such patient.")
+        phi_access_record(purpose="patient lab chart", request=self.request, patient_ref=patient.external_id)
+        chart = patient_chart_get(patient)
+        code = self.request.GET.get("code", "")
+        names = dict(chart.lab_codes)
+        figure = (
+            series_figure(chart.series, codes={code: names[code]}, unit=_lab_unit(chart, code))
+            if code in names
+            else None
+        )
+        return {**super().get_context_data(**kwargs), "lab_figure": figure, "lab_name": names.get(code, "")}
+
+
+def _lab_unit(chart: PatientChart, code: str) -> str:
+    return next(
+        (fact.value.partition(" ")[2] for fact in chart.labs if fact.code == code and " " in fact.value), ""
+    )
+
+
+_DEMOGRAPHIC_LABELS = (
+    ("name", "Name"),
+    ("birth_date", "Birth date"),
+    ("gender", "Sex"),
+    ("phone", "Phone"),
+    ("email", "E-mail"),
+    ("address", "Address"),
+    ("preferred_language", "Preferred language"),
+    ("deceased", "Deceased"),
+)
+
+
+def _field_text(field: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if field == "name":
+        return " ".join(
+            [
+                *value.get("prefix", []),
+                *value.get("given", []),
+                value.get("family", ""),
+                *value.get("suffix", []),
+            ]
+        ).strip()
+    if field in {"phone", "email"}:
+        return f"{value.get('value', '')}" + (f" ({value['use']})" if value.get("use") else "")
+    if field == "address":
+        parts = [
+            *value.get("line", []),
+            value.get("city", ""),
+            value.get("state", ""),
+            value.get("postalCode", ""),
+        ]
+        return ", ".join(part for part in parts if part)
+    if field == "deceased":
+        return "yes" if value is True else ("no" if value is False else str(value))
+    return str(value)
+
+
+def _demographic_rows(patient: Patient) -> list[dict[str, Any]]:
+    """Each golden value with its provenance and any open conflict, for the page."""
+    conflicts = {conflict.field: conflict for conflict in patient.conflicts.filter(status="open")}
+    rows = []
+    for field, label in _DEMOGRAPHIC_LABELS:
+        value = patient.record.get(field)
+        if value is None and field != "deceased":
+            value = ""
+        provenance = patient.provenance.get(field)
+        conflict = conflicts.get(field)
+        rows.append(
+            {
+                "field": field,
+                "label": label,
+                "text": _field_text(field, value),
+                "provenance": provenance,
+                "conflict": [
+                    {**item, "text": _field_text(field, item.get("value"))}
+                    for item in (conflict.values if conflict else [])
+                ],
+            }
+        )
+    return rows

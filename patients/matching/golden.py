@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from core.bulk import rows_update
 from governance.policies.survivorship import CandidateValue, conflicting_values, trust_rank, value_choose
-from patients.matching.features import ascii_fold
+from patients.matching.features import ascii_fold, phonetic
 from patients.models import Patient, PatientConflict, Source, SourcePatient
 
 JSON = dict[str, Any]
@@ -170,6 +170,8 @@ def _telecom(records: Iterable[SourcePatient]) -> list[JSON]:
 _PATIENT_FIELDS = (
     "family_name",
     "given_names",
+    "family_phonetic",
+    "given_phonetic",
     "birth_date",
     "gender",
     "phone",
@@ -253,6 +255,8 @@ def _columns_set(patient: Patient, record: JSON) -> None:
     name = record.get("name") or {}
     patient.family_name = str(name.get("family") or "")[:200]
     patient.given_names = " ".join(name.get("given") or [])[:200]
+    patient.family_phonetic = phonetic(patient.family_name)[:40]
+    patient.given_phonetic = phonetic((name.get("given") or [""])[0])[:40]
     birth_date = record.get("birth_date")
     try:
         patient.birth_date = date.fromisoformat(birth_date) if isinstance(birth_date, str) else None

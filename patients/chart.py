@@ -1,0 +1,268 @@
+"""Reads for the unified patient page: everything the linked source records hold, in a fixed number of queries.
+
+The same fact from two sources (same code, same day, same value) is shown once with both source badges;
+the stored source resources stay as they are. JSON is not parsed in Python for the bulk of the record:
+PostgreSQL extracts the few elements each list shows.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models.fields.json import KT, KeyTransform
+
+from patients.models import Patient, PatientConflict, PatientLink, SourceResource
+
+BLOOD_PRESSURE_PANELS = {"85354-9", "55284-4"}
+SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
+WEIGHT, BMI, HEIGHT = "29463-7", "39156-5", "8302-2"
+LOINC = "http://loinc.org"
+CLINICAL_TYPES = (
+    "Encounter",
+    "Condition",
+    "AllergyIntolerance",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Immunization",
+    "Procedure",
+    "Observation",
+    "DiagnosticReport",
+    "DocumentReference",
+)
+
+
+@dataclass
+class SourceBadge:
+    slug: str
+    name: str
+    kind: str
+    record_id: str
+
+
+@dataclass
+class Fact:
+    """One clinical fact as the page lists it, with every source that reported it."""
+
+    resource_type: str
+    code: str
+    display: str
+    when: datetime | None
+    status: str
+    value: str = ""
+    detail: str = ""
+    category: str = ""
+    end: str = ""
+    sources: list[SourceBadge] = field(default_factory=list)
+
+
+@dataclass
+class Point:
+    when: datetime
+    value: float
+    source: str
+
+
+@dataclass
+class PatientChart:
+    patient: Patient
+    links: list[PatientLink]
+    conflicts: dict[str, PatientConflict]
+    encounters: list[Fact]
+    problems: list[Fact]
+    allergies: list[Fact]
+    medications: list[Fact]
+    immunizations: list[Fact]
+    procedures: list[Fact]
+    labs: list[Fact]
+    vitals: list[Fact]
+    documents: list[Fact]
+    series: dict[str, list[Point]]  # LOINC code -> points, for charts
+    lab_codes: list[tuple[str, str]]  # (code, display) of labs with numeric results
+    resource_count: int
+
+
+def _number(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _value_text(row: dict[str, Any]) -> str:
+    number = _number(row["value"])
+    if number is not None:
+        rendered = f"{number:g}"
+        return f"{rendered} {row['unit']}".strip() if row["unit"] else rendered
+    return str(row["value_text"] or row["value_concept"] or "")
+
+
+def _components(raw: Any) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for component in raw or []:
+        if not isinstance(component, dict):
+            continue
+        quantity = component.get("valueQuantity") or {}
+        number = _number(quantity.get("value"))
+        for coding in (component.get("code") or {}).get("coding") or []:
+            if isinstance(coding, dict) and coding.get("code") and number is not None:
+                found[str(coding["code"])] = number
+    return found
+
+
+def _codes(raw: Any) -> set[str]:
+    """Every LOINC code of a CodeableConcept (the source's and the ones normalization added)."""
+    return {
+        str(coding.get("code"))
+        for coding in (raw or {}).get("coding") or []
+        if isinstance(coding, dict) and coding.get("system") == LOINC and coding.get("code")
+    }
+
+
+def _rows(records: list[int]) -> Any:
+    return (
+        SourceResource.objects.filter(patient_id__in=records, resource_type__in=CLINICAL_TYPES)
+        .order_by("-effective_at", "resource_type", "pk")
+        .values(
+            "resource_type",
+            "patient_id",
+            "code",
+            "effective_at",
+            "status",
+            display=KT("resource__code__text"),
+            coding_display=KT("resource__code__coding__0__display"),
+            type_display=KT("resource__type__0__text"),
+            type_coding=KT("resource__type__0__coding__0__display"),
+            medication=KT("resource__medicationCodeableConcept__text"),
+            medication_coding=KT("resource__medicationCodeableConcept__coding__0__display"),
+            vaccine=KT("resource__vaccineCode__text"),
+            vaccine_coding=KT("resource__vaccineCode__coding__0__display"),
+            category=KT("resource__category__0__coding__0__code"),
+            encounter_class=KT("resource__class__code"),
+            period_end=KT("resource__period__end"),
+            value=KT("resource__valueQuantity__value"),
+            unit=KT("resource__valueQuantity__unit"),
+            value_text=KT("resource__valueString"),
+            value_concept=KT("resource__valueCodeableConcept__text"),
+            interpretation=KT("resource__interpretation__0__coding__0__code"),
+            criticality=KT("resource__criticality"),
+            code_json=KeyTransform("code", "resource"),
+            components=KeyTransform("component", "resource"),
+        )
+    )
+
+
+def _display(row: dict[str, Any]) -> str:
+    for key in ("display", "coding_display", "medication", "medication_coding", "vaccine", "vaccine_coding"):
+        if row.get(key):
+            return str(row[key])
+    return str(row.get("type_display") or row.get("type_coding") or row.get("code") or "(no code)")
+
+
+def _merge_fact(
+    facts: dict[tuple[Any, ...], Fact], key: tuple[Any, ...], fact: Fact, badge: SourceBadge
+) -> None:
+    existing = facts.get(key)
+    if existing is None:
+        fact.sources.append(badge)
+        facts[key] = fact
+    elif all(source.slug != badge.slug for source in existing.sources):
+        existing.sources.append(badge)
+
+
+def patient_chart_get(patient: Patient) -> PatientChart:
+    """Everything the patient page shows, in four queries whatever the size of the record."""
+    links = list(
+        PatientLink.objects.filter(patient=patient)
+        .select_related("source_patient__source")
+        .order_by("source_patient__source__name", "source_patient__source_record_id")
+    )
+    badges = {
+        link.source_patient_id: SourceBadge(
+            link.source_patient.source.slug,
+            link.source_patient.source.name,
+            link.source_patient.source.kind,
+            link.source_patient.source_record_id,
+        )
+        for link in links
+    }
+    conflicts = {
+        conflict.field: conflict
+        for conflict in PatientConflict.objects.filter(patient=patient, status=PatientConflict.Status.OPEN)
+    }
+    groups: dict[str, dict[tuple[Any, ...], Fact]] = defaultdict(dict)
+    series: dict[str, list[Point]] = defaultdict(list)
+    lab_names: dict[str, str] = {}
+    count = 0
+    for row in _rows(list(badges)):
+        count += 1
+        badge = badges[row["patient_id"]]
+        when: datetime | None = row["effective_at"]
+        day = when.date() if when else None
+        resource_type = row["resource_type"]
+        display = _display(row)
+        fact = Fact(resource_type, row["code"], display, when, row["status"])
+        if resource_type == "Encounter":
+            fact.category = str(row["encounter_class"] or "")
+            fact.end = str(row["period_end"] or "")
+            _merge_fact(groups["encounters"], (fact.category, display, when), fact, badge)
+        elif resource_type == "Observation":
+            category = str(row["category"] or "")
+            fact.category = category
+            codes = _codes(row["code_json"]) | {row["code"]}
+            components = _components(row["components"])
+            if codes & BLOOD_PRESSURE_PANELS or {SYSTOLIC, DIASTOLIC} <= set(components):
+                systolic, diastolic = components.get(SYSTOLIC), components.get(DIASTOLIC)
+                if when and systolic is not None and diastolic is not None:
+                    series[SYSTOLIC].append(Point(when, systolic, badge.slug))
+                    series[DIASTOLIC].append(Point(when, diastolic, badge.slug))
+                    fact.value = f"{systolic:g}/{diastolic:g} mmHg"
+                else:
+                    fact.value = str(row["value_text"] or "")
+                _merge_fact(groups["vitals"], ("bp", when, fact.value), fact, badge)
+                continue
+            fact.value = _value_text(row)
+            fact.detail = str(row["interpretation"] or "")
+            number = _number(row["value"])
+            if when and number is not None:
+                for code in codes:
+                    series[code].append(Point(when, number, badge.slug))
+            key = (row["code"], day, fact.value)
+            if category.startswith("vital"):
+                _merge_fact(groups["vitals"], key, fact, badge)
+            elif category == "laboratory":
+                if number is not None:
+                    lab_names.setdefault(row["code"], display)
+                _merge_fact(groups["labs"], key, fact, badge)
+        elif resource_type == "Condition":
+            _merge_fact(groups["problems"], (row["code"] or display, fact.status), fact, badge)
+        elif resource_type == "AllergyIntolerance":
+            fact.detail = str(row["criticality"] or "")
+            _merge_fact(groups["allergies"], (row["code"] or display,), fact, badge)
+        elif resource_type in {"MedicationRequest", "MedicationStatement"}:
+            _merge_fact(groups["medications"], (row["code"] or display, fact.status, day), fact, badge)
+        elif resource_type == "Immunization":
+            _merge_fact(groups["immunizations"], (row["code"], day), fact, badge)
+        elif resource_type == "Procedure":
+            _merge_fact(groups["procedures"], (row["code"], day), fact, badge)
+        else:  # DiagnosticReport, DocumentReference
+            _merge_fact(groups["documents"], (resource_type, row["code"], when), fact, badge)
+    for points in series.values():
+        points.sort(key=lambda point: point.when)
+    return PatientChart(
+        patient=patient,
+        links=links,
+        conflicts=conflicts,
+        encounters=list(groups["encounters"].values()),
+        problems=list(groups["problems"].values()),
+        allergies=list(groups["allergies"].values()),
+        medications=list(groups["medications"].values()),
+        immunizations=list(groups["immunizations"].values()),
+        procedures=list(groups["procedures"].values()),
+        labs=list(groups["labs"].values()),
+        vitals=list(groups["vitals"].values()),
+        documents=list(groups["documents"].values()),
+        series=dict(series),
+        lab_codes=sorted(lab_names.items(), key=lambda item: item[1].lower()),
+        resource_count=count,
+    )
