@@ -1,0 +1,248 @@
+"""Patient search and the unified patient page, on PostgreSQL, with data landed through the real pipeline."""
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from core.models import AccessEvent
+from core.permissions import object_permission_grant
+from core.roles import CARE_COORDINATOR, EXECUTIVE
+from patients.models import InboundPayload, Patient, Source
+from patients.services import source_create
+from tests.patients.conftest import as_bytes, blood_pressure, patient, transaction
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+Land = Callable[..., InboundPayload]
+
+
+def _weight(resource_id: str, subject: str, *, kilograms: float, when: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": resource_id,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": when,
+        "valueQuantity": {
+            "value": kilograms,
+            "unit": "kg",
+            "system": "http://unitsofmeasure.org",
+            "code": "kg",
+        },
+    }
+
+
+def _sources() -> tuple[Source, Source, Source]:
+    return (
+        source_create(actor=None, slug="hospital-ehr", name="Hospital EHR", kind=Source.Kind.EHR),
+        source_create(actor=None, slug="clinic-ehr", name="Clinic EHR", kind=Source.Kind.EHR),
+        source_create(actor=None, slug="crm", name="Patient CRM", kind=Source.Kind.CRM),
+    )
+
+
+@pytest.fixture
+def alma(land: Land) -> Patient:
+    """Alma Quigley in three systems (the CRM has a newer phone), with a blood pressure in each EHR."""
+    hospital, clinic, crm = _sources()
+    first = patient("h-1")
+    land(hospital, as_bytes(transaction(first, blood_pressure("bp-h", "urn:uuid:h-1"))))
+    second = patient("c-1", identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.2", "value": "C-77"}])
+    second["name"] = [{"family": "QUIGLEY", "given": ["Alma", "June"]}]
+    land(
+        clinic,
+        as_bytes(
+            transaction(
+                second,
+                blood_pressure("bp-c", "urn:uuid:c-1", when="2024-05-02T09:30:00-05:00"),
+                blood_pressure("bp-same", "urn:uuid:c-1"),  # the hospital's reading, reported again
+                _weight("w-c", "urn:uuid:c-1", kilograms=71.5, when="2024-05-02T09:35:00-05:00"),
+            )
+        ),
+    )
+    third = patient("crm-9", telecom=[{"system": "phone", "value": "617.555.0199", "use": "mobile"}])
+    third["identifier"] = [{"system": "urn:concord:crm", "value": "9"}]
+    land(crm, as_bytes(transaction(third)))
+    other = patient("h-2", name=[{"family": "Garcia", "given": ["Maria"]}], birthDate="1980-02-02")
+    other["telecom"] = [{"system": "phone", "value": "508-555-0100"}]
+    land(hospital, as_bytes(transaction(other)))
+    found = Patient.objects.get(links__source_patient__source_record_id="h-1")
+    assert found.links.count() == 3
+    return found
+
+
+def _search(client: Client, **params: str) -> str:
+    response = client.get("/patients/search/", params)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Alma Quigley",
+        "alma quigly",
+        "Alma Kwigley",
+        "Quigley, Alma",
+        "(617) 555-0134",
+        "+1 617 555 0199",
+        "MRN-h-1",
+    ],
+)
+def test_search_finds_the_patient_by_name_variants_phone_and_identifier(
+    alma: Patient, coordinator_client: Client, query: str
+) -> None:
+    html = _search(coordinator_client, q=query)
+
+    assert f"/patients/{alma.external_id}/" in html
+    assert "Maria" not in html
+
+
+def test_search_by_birth_date_and_shows_sources(alma: Patient, coordinator_client: Client) -> None:
+    html = _search(coordinator_client, q="Quigley", birth_date="1961-04-12")
+
+    assert f"/patients/{alma.external_id}/" in html
+    assert html.count('class="source-badge"') == 3
+    assert "No patient you may see" in _search(coordinator_client, q="Quigley", birth_date="1961-04-13")
+
+
+def test_search_with_htmx_returns_only_the_results(alma: Patient, coordinator_client: Client) -> None:
+    response = coordinator_client.get("/patients/search/", {"q": "Alma Quigley"}, HTTP_HX_REQUEST="true")
+
+    html = response.content.decode()
+    assert "<table" in html
+    assert "<html" not in html
+
+
+def test_search_shows_only_patients_the_user_may_see(
+    alma: Patient, role_users: dict[str, User], django_user_model: type[User]
+) -> None:
+    nurse = django_user_model.objects.create_user("nurse", password="x-long-enough-password")
+    nurse.user_permissions.add(
+        *django_user_model._meta.get_field("user_permissions").related_model.objects.filter(  # type: ignore[union-attr]
+            codename="access_patients"
+        )
+    )
+    client = Client()
+    client.force_login(nurse)
+
+    assert f"/patients/{alma.external_id}/" not in _search(client, q="Alma Quigley")
+    assert client.get(f"/patients/{alma.external_id}/").status_code == 404
+
+    object_permission_grant(perm="patients.view_patient", grantee=nurse, obj=alma)
+
+    assert f"/patients/{alma.external_id}/" in _search(client, q="Alma Quigley")
+    assert client.get(f"/patients/{alma.external_id}/").status_code == 200
+
+
+def test_patient_page_authorization_matrix(alma: Patient, role_users: dict[str, User]) -> None:
+    url = f"/patients/{alma.external_id}/"
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/accounts/login/")
+    executive = Client()
+    executive.force_login(role_users[EXECUTIVE])
+    assert executive.get(url).status_code == 403
+    coordinator = Client()
+    coordinator.force_login(role_users[CARE_COORDINATOR])
+    before = AccessEvent.objects.count()
+
+    assert coordinator.get(url).status_code == 200
+    assert AccessEvent.objects.count() == before + 1
+    event = AccessEvent.objects.latest("occurred_at")
+    assert (event.patient_ref, event.actor_username, event.action) == (
+        str(alma.external_id),
+        "coordinator",
+        AccessEvent.Action.READ,
+    )
+
+
+def test_patient_page_shows_sources_provenance_and_merged_facts(
+    alma: Patient, coordinator_client: Client
+) -> None:
+    html = coordinator_client.get(f"/patients/{alma.external_id}/").content.decode()
+
+    for name in ("Hospital EHR", "Clinic EHR", "Patient CRM"):
+        assert f">{name}</span>" in html
+    # The CRM is the most trusted source for contact details: its newer phone wins, and says why.
+    assert "+16175550199" in html
+    assert "From <strong>crm</strong>" in html
+    # The same reading from two EHRs is one row with two badges; the clinic's own reading is another row.
+    assert html.count("128/82 mmHg") == 2
+    assert "Blood pressure (systolic and diastolic)" in html
+    assert "Weight and BMI" in html
+    assert "No engagement history, care team or consent recorded yet." in html
+
+
+def test_search_audits_every_patient_listed(alma: Patient, coordinator_client: Client) -> None:
+    _search(coordinator_client, q="Alma Quigley")
+
+    event = AccessEvent.objects.get(action=AccessEvent.Action.SEARCH)
+    assert event.patient_ref == str(alma.external_id)
+
+
+def test_patient_page_query_count_does_not_grow_with_the_record(
+    alma: Patient, coordinator_client: Client, land: Land
+) -> None:
+    url = f"/patients/{alma.external_id}/"
+    coordinator_client.get(url)
+    with CaptureQueriesContext(connection) as small:
+        coordinator_client.get(url)
+    clinic = Source.objects.get(slug="clinic-ehr")
+    more = [
+        blood_pressure(f"bp-more-{index}", "urn:uuid:c-1", when=f"2023-01-{index + 1:02d}T08:00:00Z")
+        for index in range(25)
+    ] + [
+        _weight(
+            f"w-more-{index}", "urn:uuid:c-1", kilograms=70 + index, when=f"2022-02-{index + 1:02d}T08:00:00Z"
+        )
+        for index in range(25)
+    ]
+    second = copy.deepcopy(
+        patient("c-1", identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.2", "value": "C-77"}])
+    )
+    second["name"] = [{"family": "QUIGLEY", "given": ["Alma", "June"]}]
+    land(clinic, as_bytes(transaction(second, *more)))
+    with CaptureQueriesContext(connection) as large:
+        response = coordinator_client.get(url)
+
+    assert response.content.decode().count("mmHg") > 25
+    assert len(large.captured_queries) == len(small.captured_queries)
+
+
+def test_lab_chart_fragment_for_a_picked_code(alma: Patient, coordinator_client: Client) -> None:
+    response = coordinator_client.get(
+        f"/patients/{alma.external_id}/lab-chart/", {"code": "29463-7"}, HTTP_HX_REQUEST="true"
+    )
+
+    assert response.status_code == 200
+    # Weight is a vital sign, not a lab: nothing to draw for it here.
+    assert "data-plotly-chart" not in response.content.decode()
+
+
+def test_merged_away_patient_id_opens_the_survivor(alma: Patient, coordinator_client: Client) -> None:
+    from patients.matching.services import patient_merge
+
+    other = Patient.objects.exclude(pk=alma.pk).get(is_active=True)
+    patient_merge(actor=None, survivor=alma, duplicate=other, reason="test: same person")
+
+    response = coordinator_client.get(f"/patients/{other.external_id}/")
+
+    assert response.status_code == 200
+    assert "was merged into this one" in response.content.decode()
