@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -134,11 +134,7 @@ def test_search_shows_only_patients_the_user_may_see(
     alma: Patient, role_users: dict[str, User], django_user_model: type[User]
 ) -> None:
     nurse = django_user_model.objects.create_user("nurse", password="x-long-enough-password")
-    nurse.user_permissions.add(
-        *django_user_model._meta.get_field("user_permissions").related_model.objects.filter(  # type: ignore[union-attr]
-            codename="access_patients"
-        )
-    )
+    nurse.user_permissions.add(Permission.objects.get(codename="access_patients"))
     client = Client()
     client.force_login(nurse)
 
