@@ -2,8 +2,8 @@
 
 Each comparison level has a SQL condition (what Splink evaluates in DuckDB for training and bulk
 re-linking) and a Python predicate (what online matching evaluates for one new record). Both read the same
-stored features (see ``features``); ``tests/patients/test_matching.py`` checks on real pairs that the two
-always pick the same level, so that batch and online decisions agree.
+stored features (see ``features``); ``tests/patients/test_matching_scoring.py`` checks on real pairs that
+the two always pick the same level, so that batch and online decisions agree.
 
 Levels are tried in order; the first that holds is the outcome. The first level of every comparison is
 its null level (a value is missing: no evidence either way), the last its "else" level.

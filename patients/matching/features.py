@@ -19,10 +19,17 @@ import jellyfish
 JSON = dict[str, Any]
 Features = dict[str, Any]
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
 
 _NON_LETTERS = re.compile(r"[^a-z]+")
+# An apostrophe joins a name (O'Brien, D'Andre): splitting there would make "o" a name part.
+_APOSTROPHES = re.compile(r"['\u2018\u2019`]")
+# Particles say nothing about a family: "de la Cruz" and "de Jesus", "Van Dyke" and "Van Buren" share none.
+_FAMILY_PARTICLES = frozenset(
+    {"al", "bin", "da", "das", "de", "del", "della", "der", "di", "do", "dos", "du", "el", "la", "las", "le"}
+    | {"los", "san", "st", "ten", "ter", "van", "von", "y"}
+)
 _NON_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
 _SUFFIXES = {"jr": "jr", "junior": "jr", "sr": "sr", "senior": "sr", "ii": "ii", "iii": "iii", "iv": "iv"}
 
@@ -44,7 +51,7 @@ def _name_key(text: str) -> str:
 
 
 def _name_tokens(text: str) -> list[str]:
-    return [token for token in _NON_LETTERS.split(ascii_fold(text)) if token]
+    return [token for token in _NON_LETTERS.split(_APOSTROPHES.sub("", ascii_fold(text))) if token]
 
 
 @functools.cache
@@ -156,7 +163,9 @@ def patient_features(resource: JSON) -> Features:
         "given_groups": given_name_groups(given),
         "given_others": given_tokens[1:],
         "family": family,
-        "family_tokens": family_tokens,
+        "family_tokens": [
+            token for token in family_tokens if len(token) > 1 and token not in _FAMILY_PARTICLES
+        ],
         "suffix": next((suffix for suffix in suffixes if suffix), ""),
         "birth_date": birth_date,
         "birth_date_sorted": day_month_sorted(birth_date),

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
+from splink.internals.exceptions import SplinkException
 
 from core.context import acting_as
 from core.errors import ApplicationError
@@ -34,13 +35,17 @@ def match_model_train(
     ]
     if len(records) < 2:
         raise ApplicationError("Training needs at least two stored patient records.")
-    frame = records_frame(records)
-    settings = model_train(frame, max_pairs=max_pairs)
+    # Checked before training: a fit takes minutes on a large index.
     previous = MatchModel.objects.filter(is_active=True).first()
     auto = auto_match_probability or (previous.auto_match_probability if previous else 0.99)
     review = review_probability or (previous.review_probability if previous else 0.5)
     if not 0 < review < auto < 1:
         raise ApplicationError("Thresholds must satisfy 0 < review < automatic match < 1.")
+    frame = records_frame(records)
+    try:
+        settings = model_train(frame, max_pairs=max_pairs)
+    except SplinkException as error:  # e.g. too few records for EM to learn from
+        raise ApplicationError(f"Training failed: {str(error).splitlines()[0]}") from error
     with transaction.atomic(), acting_as(actor):
         MatchModel.objects.filter(is_active=True).update(is_active=False)
         model = MatchModel.objects.create(
