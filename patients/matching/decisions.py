@@ -19,6 +19,8 @@ MAX_REVIEWS = 3
 _COMPARISON_INDEX = {comparison.name: index for index, comparison in enumerate(COMPARISONS)}
 _ELSE_LEVEL = {comparison.name: len(comparison.levels) - 1 for comparison in COMPARISONS}
 _SAME_IDENTIFIER_LEVEL = 1
+# Given-name levels that say "the same name": exact, or nickname-equivalent.
+_GIVEN_NAME_AGREES = {1, 2}
 _NAMES_SWAPPED_LEVEL = next(
     index
     for index, level in enumerate(COMPARISONS[_COMPARISON_INDEX["family_name"]].levels)
@@ -76,8 +78,18 @@ def pair_vetoes(left: Features, right: Features, score: PairScore) -> list[str]:
         vetoes.append("placeholder identity")
     names_swapped = _level(score, "family_name") == _NAMES_SWAPPED_LEVEL
     same_identifier = _level(score, "identifier") == _SAME_IDENTIFIER_LEVEL
-    if _level(score, "given_name") == _ELSE_LEVEL["given_name"] and not (names_swapped or same_identifier):
+    given_level = _level(score, "given_name")
+    if given_level == _ELSE_LEVEL["given_name"] and not (names_swapped or same_identifier):
         vetoes.append("first names differ")  # twins share everything else, but never a record number
+    elif (
+        given_level not in _GIVEN_NAME_AGREES
+        and not names_swapped
+        and set(left["phones"]) & set(right["phones"])
+        and not _personal_agreement(left, right, same_identifier=same_identifier)
+    ):
+        # Crystal and Krystal, Tung and Trung, born the same day in one household: twins look exactly like
+        # a typo. Only something personal (own e-mail, own mobile, a record number) tells them apart.
+        vetoes.append("similar first names in one household and nothing personal in common (twins?)")
     if _level(score, "birth_date") == _ELSE_LEVEL["birth_date"]:
         vetoes.append("birth dates differ")
     if _level(score, "sex") == _ELSE_LEVEL["sex"]:
@@ -87,6 +99,16 @@ def pair_vetoes(left: Features, right: Features, score: PairScore) -> list[str]:
     if _level(score, "ssn") == _ELSE_LEVEL["ssn"]:
         vetoes.append("social security numbers differ")
     return vetoes
+
+
+def _personal_agreement(left: Features, right: Features, *, same_identifier: bool) -> bool:
+    """Something one person does not share with their household: e-mail, mobile, record number, SSN."""
+    return (
+        same_identifier
+        or bool(set(left["emails"]) & set(right["emails"]))
+        or bool(set(left.get("mobile_phones") or []) & set(right.get("mobile_phones") or []))
+        or (bool(left["ssn"]) and left["ssn"] == right["ssn"])
+    )
 
 
 def _identifier_conflict(identifiers: tuple[str, ...], other: tuple[str, ...]) -> bool:

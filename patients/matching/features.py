@@ -19,7 +19,7 @@ import jellyfish
 JSON = dict[str, Any]
 Features = dict[str, Any]
 
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
 
 _NON_LETTERS = re.compile(r"[^a-z]+")
@@ -133,6 +133,18 @@ def patient_features(resource: JSON) -> Features:
             and point["value"].startswith("+")
         }
     )
+    mobile_phones = sorted(
+        {
+            str(point["value"])
+            for point in telecom
+            if (
+                point.get("system") == "sms"
+                or (point.get("system") == "phone" and point.get("use") == "mobile")
+            )
+            and isinstance(point.get("value"), str)
+            and point["value"].startswith("+")
+        }
+    )
     emails = sorted(
         {
             str(point["value"]).lower()
@@ -171,6 +183,7 @@ def patient_features(resource: JSON) -> Features:
         "birth_date_sorted": day_month_sorted(birth_date),
         "sex": gender if gender in {"male", "female"} else "",
         "phones": phones,
+        "mobile_phones": mobile_phones,
         "emails": emails,
         "street": " ".join(_NON_ALPHANUMERIC.sub(" ", ascii_fold(lines[0])).split()) if lines else "",
         "city": _name_key(str(address.get("city") or "")),

@@ -54,9 +54,10 @@ def active_weights() -> MatchModelWeights:
     return _model_cache[found]
 
 
-def record_features(record: SourcePatient) -> Features:
+def record_features(record: SourcePatient, *, fresh: bool = False) -> Features:
+    """The record's stored features, recomputed when asked (the record changed) or when they are outdated."""
     features = record.match_features
-    if features.get("version") != FEATURES_VERSION:
+    if fresh or features.get("version") != FEATURES_VERSION:
         features = {**patient_features(record.resource), "version": FEATURES_VERSION}
     return features
 
@@ -127,8 +128,10 @@ def candidates_score(
     return scored
 
 
-def _reviews_open(record: SourcePatient, decision: Decision, *, model_id: int | None) -> None:
+def _reviews_open(record: SourcePatient, decision: Decision, *, own_patient_id: int | None) -> None:
     for candidate in decision.reviews:
+        if candidate.patient_id == own_patient_id:
+            continue  # a changed record that still half-matches its own patient stays there
         MatchReview.objects.get_or_create(
             kind=MatchReview.Kind.POSSIBLE_MATCH,
             source_patient=record,
@@ -215,14 +218,27 @@ def record_link(
             link.patient_id = decision.patient_id
             touched.add(decision.patient_id)
             _patient_retire_if_empty(previous, survivor_id=decision.patient_id, exclude_link=link.pk)
-        elif decision.patient_id is None and decision.best is not None:
-            # Still linked where it was; the decision against other patients is kept as evidence.
-            fields["state"] = link.state if link.state == decisions.MATCH and _alone(link) else decision.state
+        elif (
+            decision.patient_id is None and not _alone(link) and not _still_belongs(decision, link.patient_id)
+        ):
+            # The record changed so much that its patient's other records no longer match it: it leaves,
+            # rather than keep another person's record on its chart.
+            fresh = Patient.objects.create()
+            link.patient_id = fresh.pk
+            touched.add(fresh.pk)
         for name, value in fields.items():
             setattr(link, name, value)
         link.save()
-    _reviews_open(record, decision, model_id=model.model_id)
+    _reviews_open(record, decision, own_patient_id=PatientLink.objects.get(source_patient=record).patient_id)
     return decision
+
+
+def _still_belongs(decision: Decision, patient_id: int) -> bool:
+    """Some record of ``patient_id`` still scores at least in the review band against the changed record."""
+    candidates = [decision.best, *decision.reviews] if decision.best else decision.reviews
+    return any(candidate.patient_id == patient_id for candidate in candidates if candidate is not None) and (
+        decision.state != decisions.NO_MATCH
+    )
 
 
 def _alone(link: PatientLink) -> bool:
@@ -276,7 +292,8 @@ def source_patients_link(
     if not records:
         return outcome
     model = model or active_weights()
-    features = {record.pk: record_features(record) for record in records}
+    # These records are new or changed: their stored features (if any) describe the previous version.
+    features = {record.pk: record_features(record, fresh=True) for record in records}
     _keys_lock(key for found in features.values() for key in blocking_keys(found))
     touched: set[int] = set()
     for record in records:

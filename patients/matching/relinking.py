@@ -264,8 +264,9 @@ def _write(
     for retired, cluster in survivor_of_patient.items():
         Patient.objects.filter(pk=retired).update(merged_into_id=patient_of_cluster[cluster], is_active=False)
         result.patients_retired += 1
-    # Reviews of the previous run that the new decisions no longer raise are closed as obsolete.
-    MatchReview.objects.filter(status=MatchReview.Status.OPEN).update(
+    # Possible matches of the previous run are replaced by this run's; possible duplicates between
+    # patients stay for the steward (a re-link does not answer them).
+    MatchReview.objects.filter(status=MatchReview.Status.OPEN, kind=MatchReview.Kind.POSSIBLE_MATCH).update(
         status=MatchReview.Status.OBSOLETE, decided_at=timezone.now()
     )
     reviews = []

@@ -177,6 +177,7 @@ def test_features_of_a_full_normalized_patient() -> None:
         "birth_date_sorted": "1980-03-07",
         "sex": "male",
         "phones": ["+16175550134"],
+        "mobile_phones": [],
         "emails": ["jose.obrien@example.org"],
         "street": "12 elm st",
         "city": "southboston",

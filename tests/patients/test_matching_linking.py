@@ -307,13 +307,6 @@ def test_a_record_matching_two_golden_patients_marks_them_as_possible_duplicates
     )
 
 
-STALE_FEATURES = (
-    "linking.record_features reuses the stored SourcePatient.match_features whenever their version is current, "
-    "and the store keeps them when a record changes: a changed record is scored with its old demographics"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALE_FEATURES)
 def test_a_changed_record_is_linked_again(hospital: Source, clinic: Source, land: Land) -> None:
     send(land, hospital, person("h-1"))
     send(
@@ -341,12 +334,6 @@ def test_a_changed_record_is_linked_again(hospital: Source, clinic: Source, land
     assert retired.merged_into_id == record(hospital, "h-1").link.patient_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=STALE_FEATURES
-    + "; and even with fresh features linking.record_link keeps a changed AUTO record on "
-    "its golden patient when it matches nothing there (NO_MATCH, patient_id None): it stays merged with another person",
-)
 def test_a_changed_record_that_no_longer_matches_leaves_its_patient(
     hospital: Source, clinic: Source, land: Land
 ) -> None:

@@ -531,12 +531,6 @@ def test_a_double_family_name_still_shares_a_part_with_either_half() -> None:
     assert pair_score(default_weights(), one, two).details["family_name"]["level"] == "shares a name part"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decisions.pair_vetoes vetoes only the 'different' given-name level: twins whose names are "
-    "spelling variants or one's middle name (seen in generate_population(people=10000, seed=7)) link "
-    "automatically across sources",
-)
 @pytest.mark.parametrize(
     ("first", "second"),
     [("Crystal", "Krystal"), ("Tung", "Trung"), ("Anthony David", "David")],

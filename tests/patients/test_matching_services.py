@@ -435,11 +435,6 @@ def test_mpi_relink_twice_changes_nothing_the_second_time(population: int) -> No
     assert "; 0 links changed; 0 golden patients created, 0 retired" in out.getvalue()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relinking._write marks every open review obsolete and recreates only POSSIBLE_MATCH reviews: "
-    "decision.possible_duplicates is dropped, so a bulk re-link loses the possible-duplicate review",
-)
 def test_mpi_relink_keeps_the_possible_duplicate_review(hospital: Source, clinic: Source, land: Land) -> None:
     send(land, hospital, person("h-1"))
     send(land, hospital, person("h-2"))
@@ -507,11 +502,6 @@ def test_export_links_writes_to_standard_output_without_a_file(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export_links writes SourcePatient.source_record_id, which for HL7 v2 records is a uuid5 of the "
-    "PID-3 identifier, while issue 5 says source_record_id is the HL7 PID-3 MRN",
-)
 def test_export_links_gives_the_pid3_medical_record_number_of_an_hl7_record(
     hospital: Source, land: Land, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 
-from patients.models import PatientLink
+from patients.models import InboundPayload, PatientLink
 
 HEADER = ("source", "source_record_id", "patient_id", "state", "score")
 
@@ -36,11 +37,18 @@ class Command(BaseCommand):
                 "patient__external_id",
                 "state",
                 "score",
+                "source_patient__payload__format",
+                KeyTextTransform(
+                    "value", KeyTransform("0", KeyTransform("identifier", "source_patient__resource"))
+                ),
             )
             .iterator(chunk_size=5000)
         )
         count = 0
-        for slug, record_id, patient_id, state, score in rows:
+        for slug, record_id, patient_id, state, score, payload_format, first_identifier in rows:
+            if payload_format == InboundPayload.Format.HL7V2 and first_identifier:
+                # HL7 v2 records are stored under an id derived from PID-3; the source knows them by PID-3.
+                record_id = first_identifier
             writer.writerow((slug, record_id, patient_id, state, "" if score is None else f"{score:.6f}"))
             count += 1
         return count
