@@ -1,3 +1,4 @@
+import hashlib
 import uuid
 
 from django.conf import settings
@@ -111,3 +112,34 @@ class OutboxEvent(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.aggregate_ref}"
+
+
+class ApiToken(BaseModel):
+    """A bearer token an API client (a script, an integration) uses to act as one staff user.
+
+    Only a SHA-256 digest is kept: the token is shown once, when it is issued (``manage.py api_token``).
+    A token is never deleted, only revoked, so the record of who could act how stays.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for.")
+    prefix = models.CharField(max_length=12, help_text="First characters of the token, to recognize it.")
+    token_sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def digest(token: str) -> str:
+        """What is stored of a token, and what an incoming token is looked up by."""
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

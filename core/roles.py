@@ -108,6 +108,8 @@ ROLES: tuple[Role, ...] = (
             "governance.view_unmappedcode",
             "governance.view_renormalizationrun",
             "core.view_accessevent",
+            "core.view_apitoken",
+            "core.change_apitoken",
             "auth.view_user",
             "auth.add_user",
             "auth.change_user",

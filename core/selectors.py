@@ -1,7 +1,8 @@
-"""Reads owned by core: what a staff user may navigate to."""
+"""Reads owned by core: what a staff user may navigate to, and whose API token is whose."""
 
 from django.contrib.auth.models import AnonymousUser, User
 
+from core.models import ApiToken
 from core.roles import AREAS, ROLE_BY_NAME, Area
 
 
@@ -29,3 +30,14 @@ def home_area_get(*, user: User | AnonymousUser) -> Area | None:
         if role is not None and role.home_area in by_key:
             return by_key[role.home_area]
     return areas[0]
+
+
+def api_token_get(*, token: str) -> ApiToken | None:
+    """The active token with this value, of an active user, or None (unknown, revoked, user deactivated)."""
+    if not token:
+        return None
+    return (
+        ApiToken.objects.select_related("user")
+        .filter(token_sha256=ApiToken.digest(token), revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
