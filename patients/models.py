@@ -518,3 +518,30 @@ class PatientConflict(BaseModel):
 
     def __str__(self) -> str:
         return f"conflict on {self.field} ({self.status})"
+
+
+class ResourceCoding(models.Model):
+    """Every coding of a stored resource's main concept and categories, so search by code finds a resource
+    by any of them: the source's own and the standard ones terminology normalization adds next to it
+    (``SourceResource.code`` holds only the first). Rewritten whenever the resource changes.
+    """
+
+    class Element(models.TextChoices):
+        CODE = "code", "Code"
+        CATEGORY = "category", "Category"
+
+    resource = models.ForeignKey(
+        SourceResource, on_delete=models.CASCADE, related_name="codings", db_index=False
+    )
+    element = models.CharField(max_length=10, choices=Element.choices)
+    system = models.CharField(max_length=200, blank=True)
+    code = models.CharField(max_length=100)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["code", "element", "system"], name="patients_rescoding_code"),
+            models.Index(fields=["resource"], name="patients_rescoding_resource"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.element} {self.system}|{self.code}"

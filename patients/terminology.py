@@ -19,6 +19,7 @@ from governance.policies.terminology import (
     terminology_maps_forget,
     unmapped_codes_report,
 )
+from patients.ingest.codings import resource_codings_replace
 from patients.ingest.entries import Entry
 from patients.ingest.extract import resource_code
 from patients.ingest.store import canonical_json
@@ -118,6 +119,7 @@ def source_resources_renormalize(
             SourceResource.objects.bulk_update(
                 changed, ["resource", "code_system", "code", "content_sha256", "updated_at"]
             )
+            resource_codings_replace(changed)
         examined += len(rows)
         updated += len(changed)
         if progress is not None:

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.outbox import outbox_record
+from patients.ingest.codings import resource_codings_store
 from patients.ingest.entries import Entry
 from patients.ingest.events import EVENT_RESOURCE_TYPES, StoredChange, stored_change_events
 from patients.ingest.extract import (
@@ -316,6 +317,7 @@ def _store_resources(
     _insert_resources(new_rows, source=source, payload=payload, now=now)
     SourceResource.objects.bulk_update(changed_rows, _RESOURCE_UPDATE_FIELDS, batch_size=500)
     ResourceVersion.objects.bulk_create(history, batch_size=500)
+    resource_codings_store(source=source, created=new_rows, changed=changed_rows)
 
 
 _COPY_COLUMNS = (
