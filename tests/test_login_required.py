@@ -22,6 +22,7 @@ PUBLIC = {
     "favicon": "browsers ask for it before anyone signs in",
     "admin:login": "the admin's own login page",
     "admin:logout": "logging out asks for nothing and reveals nothing",
+    "fhir-metadata": "the FHIR CapabilityStatement: what the server supports, no data; clients read it first",
 }
 API_PREFIXES = ("/api/", "/fhir/")
 SAMPLE_VALUES = ("1", str(uuid.UUID(int=1)), "auth", "user", "x")

@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 from rest_framework import exceptions, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ApiView
+from core.api import ApiTokenAuthentication, ApiView
 from core.audit import phi_access_record
 from core.models import AccessEvent
 from patients.api.fhir_push import FhirJsonRenderer
@@ -36,10 +37,18 @@ def golden_resource(patient: Patient) -> dict[str, Any]:
     )
 
 
-class FhirUserApi(ApiView):
-    """FHIR answers for signed-in users: OperationOutcome for every error, never an HTML page."""
+class JsonRenderer(FhirJsonRenderer):
+    """The same FHIR JSON for clients that ask for plain application/json."""
 
-    renderer_classes = [FhirJsonRenderer]
+    media_type = "application/json"
+    format = "json"
+
+
+class FhirUserApi(ApiView):
+    """FHIR answers for staff (API token or session): OperationOutcome for every error, never an HTML page."""
+
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
+    renderer_classes = [FhirJsonRenderer, JsonRenderer]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):

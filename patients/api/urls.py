@@ -1,11 +1,38 @@
 from django.urls import path
 
+from core.api import by_method
 from patients.api.fhir_patient import PatientMatchApi, PatientReadApi
 from patients.api.fhir_push import FhirPushApi
+from patients.api.fhir_read import MetadataApi, PatientEverythingApi, PatientSearchApi, ResourceSearchApi
+from patients.api.fhir_search import SEARCHABLE_TYPES
+
+push = FhirPushApi.as_view()
 
 urlpatterns = [
-    path("", FhirPushApi.as_view(), name="fhir-push-bundle"),
+    path("", push, name="fhir-push-bundle"),
+    path("metadata", MetadataApi.as_view(), name="fhir-metadata"),
     path("Patient/$match", PatientMatchApi.as_view(), name="fhir-patient-match"),
     path("Patient/<uuid:external_id>", PatientReadApi.as_view(), name="fhir-patient-read"),
-    path("<str:resource_type>", FhirPushApi.as_view(), name="fhir-push-resource"),
+    path(
+        "Patient/<uuid:external_id>/$everything",
+        PatientEverythingApi.as_view(),
+        name="fhir-patient-everything",
+    ),
+    # GET searches, POST stays the source push: before the catch-all push route below.
+    path(
+        "Patient",
+        by_method(get=PatientSearchApi.as_view(), other=push),
+        {"resource_type": "Patient"},
+        name="fhir-patient-search",
+    ),
+    *(
+        path(
+            resource_type,
+            by_method(get=ResourceSearchApi.as_view(), other=push),
+            {"resource_type": resource_type},
+            name=f"fhir-{resource_type.lower()}-search",
+        )
+        for resource_type in SEARCHABLE_TYPES
+    ),
+    path("<str:resource_type>", push, name="fhir-push-resource"),
 ]
