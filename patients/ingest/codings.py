@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from django.db import connection
 from django.db.models import Q
 
 from patients.models import ResourceCoding, Source, SourceResource
@@ -105,11 +106,34 @@ def resource_search_codings(resource: JSON) -> list[tuple[str, str, str]]:
     return list(found)
 
 
-def _coding_rows(pk: int, resource: JSON) -> list[ResourceCoding]:
-    return [
-        ResourceCoding(resource_id=pk, element=element, system=system, code=code)
+def _codings_insert(rows: Iterable[tuple[int, JSON]]) -> None:
+    """Insert the codings of (resource pk, resource) pairs: COPY on PostgreSQL, else bulk_create."""
+    codings = [
+        (pk, element, system, code)
+        for pk, resource in rows
         for element, system, code in resource_search_codings(resource)
     ]
+    if not codings:
+        return
+    if connection.vendor != "postgresql":
+        ResourceCoding.objects.bulk_create(
+            [
+                ResourceCoding(resource_id=pk, element=element, system=system, code=code)
+                for pk, element, system, code in codings
+            ],
+            batch_size=2000,
+        )
+        return
+    table = connection.ops.quote_name(ResourceCoding._meta.db_table)
+    # Identifiers are the model's own table and column names, never input.
+    statement = f"COPY {table} (resource_id, element, system, code) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for coding in codings:
+            copy.write_row(coding)
 
 
 def resource_codings_replace(rows: Sequence[SourceResource]) -> None:
@@ -118,19 +142,20 @@ def resource_codings_replace(rows: Sequence[SourceResource]) -> None:
     if not indexed:
         return
     ResourceCoding.objects.filter(resource_id__in=[row.pk for row in indexed]).delete()
-    ResourceCoding.objects.bulk_create(
-        [coding for row in indexed for coding in _coding_rows(row.pk, row.resource)], batch_size=2000
-    )
+    _codings_insert((row.pk, row.resource) for row in indexed)
 
 
 def resource_codings_store(
     *, source: Source, created: Sequence[StoredRow], changed: Sequence[SourceResource]
 ) -> None:
-    """The codings of a payload's new rows (looked up by their key: they were inserted without returning
-    ids) and of its changed rows. Called by storage in the payload's transaction."""
+    """The codings of a payload's new rows (found by their key: they were inserted without returning ids)
+    and of its changed rows. Called by storage in the payload's transaction."""
     resource_codings_replace(changed)
     indexed = [row for row in created if row.resource_type in CODING_INDEXED_TYPES]
     if not indexed:
+        return
+    if connection.vendor == "postgresql":
+        _created_codings_insert(source=source, rows=indexed)
         return
     ids_by_type: dict[str, list[str]] = defaultdict(list)
     for row in indexed:
@@ -144,12 +169,34 @@ def resource_codings_store(
             "pk", "resource_type", "source_record_id"
         )
     }
-    ResourceCoding.objects.bulk_create(
-        [
-            coding
-            for row in indexed
-            if (row.resource_type, row.source_record_id) in pks
-            for coding in _coding_rows(pks[(row.resource_type, row.source_record_id)], row.resource)
-        ],
-        batch_size=2000,
+    _codings_insert(
+        (pks[(row.resource_type, row.source_record_id)], row.resource)
+        for row in indexed
+        if (row.resource_type, row.source_record_id) in pks
     )
+
+
+def _created_codings_insert(*, source: Source, rows: Sequence[StoredRow]) -> None:
+    """PostgreSQL: one statement joins the codings to their new rows by key, sparing a round trip for ids."""
+    columns: tuple[list[str], ...] = ([], [], [], [], [])
+    for row in rows:
+        for element, system, code in resource_search_codings(row.resource):
+            for column, value in zip(
+                columns, (row.resource_type, row.source_record_id, element, system, code), strict=True
+            ):
+                column.append(value)
+    if not columns[0]:
+        return
+    codings = connection.ops.quote_name(ResourceCoding._meta.db_table)
+    resources = connection.ops.quote_name(SourceResource._meta.db_table)
+    # Identifiers are the models' own table names, never input; values are parameters.
+    statement = (
+        f"INSERT INTO {codings} (resource_id, element, system, code) "  # noqa: S608
+        "SELECT r.id, v.element, v.system, v.code "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+        "AS v(resource_type, source_record_id, element, system, code) "
+        f"JOIN {resources} r ON r.source_id = %s AND r.resource_type = v.resource_type "
+        "AND r.source_record_id = v.source_record_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*columns, source.pk])

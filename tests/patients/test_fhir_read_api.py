@@ -710,6 +710,43 @@ def test_a_new_version_of_a_resource_is_found_by_its_new_code_only(world: World,
     assert _served_id(row) not in old
 
 
+def test_a_stewards_new_map_makes_stored_resources_searchable_by_the_standard_code(
+    world: World, land: Land, django_capture_on_commit_callbacks: Any
+) -> None:
+    from governance.services import terminology_map_create
+
+    patient_id = json.loads(_bundle_bytes(TONY_ID))["entry"][0]["resource"]["id"]
+    glucose = {
+        "resourceType": "Observation",
+        "id": "lab-glu-1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://hospital.example/lab", "code": "GLU"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": "2024-03-02T09:30:00Z",
+        "valueQuantity": {"value": 5.5, "unit": "mmol/L"},
+    }
+    assert land(world.hospital, as_bytes(glucose)).status == InboundPayload.Status.ACCEPTED
+    client = _client(world.coordinator)
+    assert _get(client, "/fhir/Observation", code=f"{LOINC}|2345-7")["total"] == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        terminology_map_create(
+            actor=world.coordinator,
+            source=world.hospital,
+            local_system="http://hospital.example/lab",
+            local_code="GLU",
+            standard_system=LOINC,
+            standard_code="2345-7",
+        )
+
+    found = _resources(_get(client, "/fhir/Observation", code=f"{LOINC}|2345-7"))
+    assert [resource["meta"]["source"] for resource in found] == [
+        "urn:concord:source:hospital-ehr#Observation/lab-glu-1"
+    ]
+    assert found[0]["code"]["coding"][0] == {"system": "http://hospital.example/lab", "code": "GLU"}
+    assert found[0]["subject"] == {"reference": f"Patient/{world.tony.external_id}"}
+
+
 def test_codings_of_resources_stored_before_the_index_are_backfilled(world: World) -> None:
     before = sorted(ResourceCoding.objects.values_list("resource_id", "element", "system", "code"))
     assert before
