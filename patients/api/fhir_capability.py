@@ -3,7 +3,7 @@ so that it cannot claim a search parameter the API does not answer (nor omit one
 
 from typing import Any
 
-from patients.api.fhir_search import (
+from patients.api.fhir_parameters import (
     CLINICAL_PARAMETERS,
     DEFAULT_COUNT,
     MAX_COUNT,

@@ -17,19 +17,21 @@ from core.audit import phi_access_record
 from core.models import AccessEvent
 from patients.api.fhir_bundles import patient_reference_ids, searchset_bundle, served_resource
 from patients.api.fhir_capability import capability_statement
-from patients.api.fhir_patient import FhirUserApi
-from patients.api.fhir_search import (
+from patients.api.fhir_parameters import (
     CLINICAL_PARAMETERS,
     PATIENT_PARAMETERS,
     ParsedSearch,
     SearchError,
+    search_parse,
+)
+from patients.api.fhir_patient import FhirUserApi
+from patients.api.fhir_search import (
     golden_ids_of_records,
     golden_patients_any_visible,
     golden_patients_replaced_ids,
     patient_everything,
     patient_search,
     resource_search,
-    search_parse,
 )
 from patients.fhir import golden_patient_resource, operation_outcome
 from patients.models import Patient, SourceResource

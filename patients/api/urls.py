@@ -1,10 +1,10 @@
 from django.urls import path
 
 from core.api import by_method
+from patients.api.fhir_parameters import SEARCHABLE_TYPES
 from patients.api.fhir_patient import PatientMatchApi, PatientReadApi
 from patients.api.fhir_push import FhirPushApi
 from patients.api.fhir_read import MetadataApi, PatientEverythingApi, PatientSearchApi, ResourceSearchApi
-from patients.api.fhir_search import SEARCHABLE_TYPES
 
 push = FhirPushApi.as_view()
 

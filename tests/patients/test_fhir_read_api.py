@@ -25,7 +25,7 @@ from core.permissions import object_permission_grant
 from core.roles import ADMINISTRATOR, CARE_COORDINATOR
 from core.services import api_token_issue, api_token_revoke
 from patients.api.fhir_bundles import SOURCE_TAG_SYSTEM, served_resource_id
-from patients.api.fhir_search import CLINICAL_PARAMETERS, PATIENT_PARAMETERS, SEARCHABLE_TYPES
+from patients.api.fhir_parameters import CLINICAL_PARAMETERS, PATIENT_PARAMETERS, SEARCHABLE_TYPES
 from patients.fhir import resource_validation_problems
 from patients.models import InboundPayload, Patient, ResourceCoding, Source, SourcePatient, SourceResource
 from patients.services import source_create
