@@ -28,21 +28,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.support import database_recreate, run_manage  # noqa: E402
+from patients.synthetic.hl7v2_messages import admission_message  # noqa: E402
 
 END_BLOCK = b"\x1c\x0d"
 
 
 def messages(count: int) -> list[bytes]:
-    """Unique synthetic admissions (made-up patients), about 300 bytes each."""
+    """Admissions of distinct made-up people, about 300 bytes each."""
     return [
-        (
-            "MSH|^~\\&|BENCH-EHR|BENCH-HOSP|CONCORD|CONCORD|20240302093000||ADT^A01^ADT_A01|"
-            f"BENCH-{number}|P|2.5.1\r"
-            "EVN|A01|20240302093000\r"
-            f"PID|1||BENCH-MRN-{number}^^^BENCH-HOSP^MR||Synthetic{number}^Test||19610412|F|||"
-            "12 Elm St^^Boston^MA^02108||^PRN^PH^^1^617^5550134\r"
-            "PV1|1|I|4N^401^A\r"
-        ).encode()
+        admission_message(
+            number=number,
+            control_id=f"BENCH-{number}",
+            medical_record_number=f"BENCH-MRN-{number}",
+            sending_facility="BENCH-HOSP",
+        )
         for number in range(count)
     ]
 

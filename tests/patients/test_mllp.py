@@ -26,6 +26,7 @@ from patients.mllp.framing import END_BLOCK, Abandoned, FrameDecoder, Junk, Mess
 from patients.mllp.server import MllpListener
 from patients.models import InboundPayload, Source, SourcePatient
 from patients.services import source_ensure
+from patients.synthetic.hl7v2_messages import admission_message
 
 ROOT = Path(__file__).resolve().parents[2]
 # The HL7 v2 parser is written alongside the listener: until processing routes "hl7v2" payloads to it,
@@ -437,7 +438,11 @@ def test_a_thousand_messages_over_four_connections_are_each_stored_once(
         sender = MllpClient(listener.address)
         for number in range(250):
             control_id = f"C{connection_number}-{number}"
-            body = adt_a01(control_id, medical_record_number=f"MRN-{connection_number}-{number}")
+            body = admission_message(
+                number=connection_number * 1000 + number,
+                control_id=control_id,
+                medical_record_number=f"MRN-{connection_number}-{number}",
+            )
             results.append(segment(sender.exchange(body), "MSA")[2])
         sender.close()
 
