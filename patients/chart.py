@@ -18,6 +18,11 @@ BLOOD_PRESSURE_PANELS = {"85354-9", "55284-4"}
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 WEIGHT, BMI, HEIGHT = "29463-7", "39156-5", "8302-2"
 LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+# Set by terminology normalization on the ingredient-level coding it adds (patients.terminology).
+INGREDIENT_MATCH_EXTENSION = "terminology-match"
+INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "EMER", "OBSENC"}
+STOPPED_STATUSES = {"stopped", "completed", "cancelled", "entered-in-error", "not-taken"}
 CLINICAL_TYPES = (
     "Encounter",
     "Condition",
@@ -57,6 +62,35 @@ class Fact:
 
 
 @dataclass
+class MedicationEntry:
+    product: str
+    status: str
+    when: datetime | None
+    source: SourceBadge
+    inpatient: bool
+
+
+@dataclass
+class ReconciledMedication:
+    """One ingredient (or combination) across every source, with what a reviewer must look at."""
+
+    ingredient: str
+    entries: list[MedicationEntry] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[SourceBadge]:
+        seen: dict[str, SourceBadge] = {}
+        for entry in self.entries:
+            seen.setdefault(entry.source.slug, entry.source)
+        return list(seen.values())
+
+    @property
+    def is_active(self) -> bool:
+        return any(entry.status == "active" for entry in self.entries)
+
+
+@dataclass
 class Point:
     when: datetime
     value: float
@@ -71,7 +105,7 @@ class PatientChart:
     encounters: list[Fact]
     problems: list[Fact]
     allergies: list[Fact]
-    medications: list[Fact]
+    medications: list[ReconciledMedication]
     immunizations: list[Fact]
     procedures: list[Fact]
     labs: list[Fact]
@@ -126,6 +160,7 @@ def _rows(records: list[int]) -> Any:
         .values(
             "resource_type",
             "patient_id",
+            "source_record_id",
             "code",
             "effective_at",
             "status",
@@ -146,6 +181,8 @@ def _rows(records: list[int]) -> Any:
             value_concept=KT("resource__valueCodeableConcept__text"),
             interpretation=KT("resource__interpretation__0__coding__0__code"),
             criticality=KT("resource__criticality"),
+            encounter_reference=KT("resource__encounter__reference"),
+            medication_json=KeyTransform("medicationCodeableConcept", "resource"),
             code_json=KeyTransform("code", "resource"),
             components=KeyTransform("component", "resource"),
         )
@@ -194,6 +231,8 @@ def patient_chart_get(patient: Patient) -> PatientChart:
     series: dict[str, list[Point]] = defaultdict(list)
     lab_names: dict[str, str] = {}
     count = 0
+    medication_rows: list[tuple[dict[str, Any], SourceBadge, str]] = []
+    inpatient_encounters: set[tuple[int, str]] = set()
     for row in _rows(list(badges)):
         count += 1
         badge = badges[row["patient_id"]]
@@ -204,6 +243,8 @@ def patient_chart_get(patient: Patient) -> PatientChart:
         fact = Fact(resource_type, row["code"], display, when, row["status"])
         if resource_type == "Encounter":
             fact.category = str(row["encounter_class"] or "")
+            if fact.category.upper() in INPATIENT_CLASSES:
+                inpatient_encounters.add((row["patient_id"], f"Encounter/{row['source_record_id']}"))
             fact.end = str(row["period_end"] or "")
             _merge_fact(groups["encounters"], (fact.category, display, when), fact, badge)
         elif resource_type == "Observation":
@@ -240,7 +281,7 @@ def patient_chart_get(patient: Patient) -> PatientChart:
             fact.detail = str(row["criticality"] or "")
             _merge_fact(groups["allergies"], (row["code"] or display,), fact, badge)
         elif resource_type in {"MedicationRequest", "MedicationStatement"}:
-            _merge_fact(groups["medications"], (row["code"] or display, fact.status, day), fact, badge)
+            medication_rows.append((row, badge, display))
         elif resource_type == "Immunization":
             _merge_fact(groups["immunizations"], (row["code"], day), fact, badge)
         elif resource_type == "Procedure":
@@ -256,7 +297,7 @@ def patient_chart_get(patient: Patient) -> PatientChart:
         encounters=list(groups["encounters"].values()),
         problems=list(groups["problems"].values()),
         allergies=list(groups["allergies"].values()),
-        medications=list(groups["medications"].values()),
+        medications=medications_reconcile(medication_rows, inpatient_encounters),
         immunizations=list(groups["immunizations"].values()),
         procedures=list(groups["procedures"].values()),
         labs=list(groups["labs"].values()),
@@ -266,3 +307,50 @@ def patient_chart_get(patient: Patient) -> PatientChart:
         lab_codes=sorted(lab_names.items(), key=lambda item: item[1].lower()),
         resource_count=count,
     )
+
+
+def _ingredients(concept: Any, fallback: str) -> tuple[tuple[str, ...], str]:
+    """Ingredient codes (RxNorm) of a medication concept and their names; the text itself when unknown."""
+    codes: dict[str, str] = {}
+    for coding in (concept or {}).get("coding") or []:
+        if not isinstance(coding, dict) or coding.get("system") != RXNORM or not coding.get("code"):
+            continue
+        extensions = [
+            str(item.get("url", "")) for item in coding.get("extension") or [] if isinstance(item, dict)
+        ]
+        if any(url.endswith(INGREDIENT_MATCH_EXTENSION) for url in extensions):
+            codes[str(coding["code"])] = str(coding.get("display") or coding["code"])
+    if not codes:
+        return (fallback.lower(),), fallback
+    ordered = tuple(sorted(codes))
+    return ordered, " + ".join(codes[code] for code in ordered)
+
+
+def medications_reconcile(
+    rows: list[tuple[dict[str, Any], SourceBadge, str]], inpatient_encounters: set[tuple[int, str]]
+) -> list[ReconciledMedication]:
+    """The reconciled medication list: one line per ingredient, every source's entries, and flags for
+    duplicate therapy, hospital-started prescriptions and medications stopped in one source but active in
+    another."""
+    groups: dict[tuple[str, ...], ReconciledMedication] = {}
+    for row, badge, display in rows:
+        key, name = _ingredients(row["medication_json"], display)
+        group = groups.setdefault(key, ReconciledMedication(name))
+        inpatient = (row["patient_id"], str(row["encounter_reference"] or "")) in inpatient_encounters
+        group.entries.append(
+            MedicationEntry(display, str(row["status"] or ""), row["effective_at"], badge, inpatient)
+        )
+    for group in groups.values():
+        active = [entry for entry in group.entries if entry.status == "active"]
+        if (
+            len({entry.source.slug for entry in active}) > 1
+            and len({entry.product.lower() for entry in active}) > 1
+        ):
+            group.flags.append("duplicate therapy: active in several sources under different products")
+        if any(entry.inpatient for entry in group.entries):
+            group.flags.append("started during a hospital stay")
+        stopped_sources = {entry.source.slug for entry in group.entries if entry.status in STOPPED_STATUSES}
+        active_sources = {entry.source.slug for entry in active}
+        if stopped_sources - active_sources and active_sources - stopped_sources:
+            group.flags.append("stopped in one source, still active in another")
+    return sorted(groups.values(), key=lambda group: (not group.is_active, group.ingredient.lower()))

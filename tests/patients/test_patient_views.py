@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from core.models import AccessEvent
 from core.permissions import object_permission_grant
 from core.roles import CARE_COORDINATOR, EXECUTIVE
+from patients.chart import patient_chart_get
 from patients.models import InboundPayload, Patient, Source
 from patients.services import source_create
 from tests.patients.conftest import as_bytes, blood_pressure, patient, transaction
@@ -242,3 +243,89 @@ def test_merged_away_patient_id_opens_the_survivor(alma: Patient, coordinator_cl
 
     assert response.status_code == 200
     assert "was merged into this one" in response.content.decode()
+
+
+def _medication(
+    resource_id: str, subject: str, concept: dict[str, Any], status: str = "active"
+) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": resource_id,
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": subject},
+        "authoredOn": "2024-03-02T09:30:00Z",
+        "medicationCodeableConcept": concept,
+    }
+
+
+def _free_text_blood_pressure(resource_id: str, subject: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": resource_id,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"text": "Blood pressure"},
+        "subject": {"reference": subject},
+        "effectiveDateTime": "2024-06-01T10:00:00Z",
+        "valueString": "BP 142/91",
+    }
+
+
+def test_brand_and_generic_from_two_sources_are_one_medication_flagged_and_bp_is_one_series(
+    land: Land, coordinator_client: Client
+) -> None:
+    """Issue 6's scenario: text BP and Lipitor in one source, a coded BP panel and atorvastatin in another."""
+    hospital, clinic, _ = _sources()
+    land(
+        hospital,
+        as_bytes(
+            transaction(
+                patient("h-1"),
+                _free_text_blood_pressure("bp-text", "urn:uuid:h-1"),
+                _medication("m-h", "urn:uuid:h-1", {"text": "Lipitor 20 MG Oral Tablet"}),
+            )
+        ),
+    )
+    atorvastatin = {
+        "coding": [
+            {
+                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                "code": "617312",
+                "display": "atorvastatin 10 MG Oral Tablet",
+            }
+        ]
+    }
+    land(
+        clinic,
+        as_bytes(
+            transaction(
+                patient("c-1", identifier=[{"system": "urn:oid:clinic", "value": "C-1"}]),
+                blood_pressure("bp-coded", "urn:uuid:c-1"),
+                _medication("m-c", "urn:uuid:c-1", atorvastatin),
+            )
+        ),
+    )
+    alma = Patient.objects.get(links__source_patient__source_record_id="h-1")
+    assert alma.links.count() == 2
+
+    chart = patient_chart_get(alma)
+
+    assert [medication.ingredient.lower() for medication in chart.medications] == ["atorvastatin"]
+    reconciled = chart.medications[0]
+    assert sorted(source.slug for source in reconciled.sources) == ["clinic-ehr", "hospital-ehr"]
+    assert reconciled.flags == ["duplicate therapy: active in several sources under different products"]
+    # Both readings, the free-text one included, are points of the one systolic series.
+    assert sorted(point.value for point in chart.series["8480-6"]) == [128.0, 142.0]
+    assert sorted({point.source for point in chart.series["8480-6"]}) == ["clinic-ehr", "hospital-ehr"]
+    html = coordinator_client.get(f"/patients/{alma.external_id}/").content.decode()
+    assert "duplicate therapy" in html
