@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -79,8 +80,37 @@ def counts_line(label: str, values: Sequence[int]) -> str:
     )
 
 
-def peak_memory_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+class MemoryWatch:
+    """Peak resident memory of this process in each step, sampled by a thread.
+
+    ``ru_maxrss`` only knows the overall peak. DuckDB's memory is in this process too; PostgreSQL's is not.
+    """
+
+    def __init__(self) -> None:
+        self.current = "start"
+        self.peaks: dict[str, float] = {}
+        self.page_size = os.sysconf("SC_PAGE_SIZE")
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        statm = Path("/proc/self/statm")
+        while True:
+            resident = int(statm.read_text().split()[1]) * self.page_size / 1024**3
+            self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), resident)
+            time.sleep(0.2)
+
+    @contextlib.contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        self.current = label
+        try:
+            yield
+        finally:
+            self.current = "between steps"
+
+    def report(self) -> str:
+        peaks = ", ".join(f"{label} {gigabytes:.1f}" for label, gigabytes in self.peaks.items())
+        overall = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+        return f"Peak memory of this process: {overall:.1f} GB; by step (GB): {peaks}"
 
 
 def django_start(database_url: str) -> None:
@@ -132,14 +162,20 @@ def key_sizes_print() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT split_part(key, ':', 1), count(*), avg(records), max(records), "
-            "count(*) FILTER (WHERE records > %s) FROM (SELECT key, count(*) AS records "
-            "FROM patients_matchkey GROUP BY key) AS sizes GROUP BY 1 ORDER BY 1",
+            "count(*) FILTER (WHERE records > %s), sum(records * (records - 1) / 2) FROM (SELECT key, "
+            "count(*) AS records FROM patients_matchkey GROUP BY key) AS sizes GROUP BY 1 ORDER BY 1",
             [MAX_CANDIDATES],
         )
         rows = cursor.fetchall()
-    print(f"Blocking keys by kind: keys, records a key (mean, largest), keys over {MAX_CANDIDATES} records")
-    for kind, keys, mean, largest, over in rows:
-        print(f"  {kind:<3} {keys:>10,} keys  {mean:6.1f} mean  {largest:>7,} largest  {over:>6,} over")
+    print(
+        f"Blocking keys by kind: keys, records a key (mean, largest), keys over {MAX_CANDIDATES} records, "
+        "pairs of records sharing a key (what Splink compares, before removing pairs found twice)"
+    )
+    for kind, keys, mean, largest, over, pairs in rows:
+        print(
+            f"  {kind:<3} {keys:>10,} keys  {mean:6.1f} mean  {largest:>7,} largest  {over:>6,} over"
+            f"  {pairs:>14,} pairs"
+        )
 
 
 def new_records_store(held_out: list[tuple[str, Any]], *, seed: int) -> list[tuple[str, int, Any]]:
@@ -471,24 +507,30 @@ def main() -> None:
     database_recreate(f"{options.postgres}/postgres", DATABASE)
     run_manage(env, "migrate", "--no-input", "-v0")
     django_start(database_url)
-    loaded = population_build(options, database_url)
+    memory = MemoryWatch()
+    with memory.step("load"):
+        loaded = population_build(options, database_url)
     key_sizes_print()
     arrivals = new_records_store(loaded.held_out, seed=options.seed)
     del loaded
-    online(arrivals, profile=options.profile)
+    with memory.step("online"):
+        online(arrivals, profile=options.profile)
     del arrivals
     gc.collect()
 
     # Splink alone runs before and after the re-link: the spread shows how much other load moved figures.
-    splink_before = splink_alone("before the re-link")
-    relink_seconds = relink(profile=options.profile)
-    splink_after = splink_alone("after the re-link")
+    with memory.step("Splink alone"):
+        splink_before = splink_alone("before the re-link")
+    with memory.step("re-link"):
+        relink_seconds = relink(profile=options.profile)
+    with memory.step("Splink alone again"):
+        splink_after = splink_alone("after the re-link")
     ratios = f"{relink_seconds / splink_before:.1f} / {relink_seconds / splink_after:.1f}"
     print(
         f"\nRe-link {relink_seconds:.1f} s vs Splink alone {splink_before:.1f} s / {splink_after:.1f} s, "
         f"ratio {ratios} (target: the same order of time)"
     )
-    print(f"Peak memory of this process: {peak_memory_gb():.1f} GB")
+    print(memory.report())
 
 
 if __name__ == "__main__":
