@@ -1,17 +1,21 @@
 """Reads for the unified patient page: everything the linked source records hold, in a fixed number of queries.
 
-The same fact from two sources (same code, same day, same value) is shown once with both source badges;
-the stored source resources stay as they are. JSON is not parsed in Python for the bulk of the record:
+The same fact from two sources is shown once with both source badges: an observation with the same code
+(LOINC when terminology normalization found one) and value taken within OBSERVATION_TOLERANCE of each other,
+a problem or allergy naming the same concept (SNOMED CT, ICD-10-CM or text, ``governance.policies.
+clinical_concepts``), an immunization or procedure with the same code on the same day. The stored source
+resources stay as they are. JSON is not parsed in Python for the bulk of the record:
 PostgreSQL extracts the few elements each list shows.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models.fields.json import KT, KeyTransform
 
+from governance.policies.clinical_concepts import ALLERGY, CONDITION, clinical_concept_group
 from patients.models import Patient, PatientConflict, PatientLink, SourceResource
 
 BLOOD_PRESSURE_PANELS = {"85354-9", "55284-4"}
@@ -22,6 +26,8 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # Set by terminology normalization on the ingredient-level coding it adds (patients.terminology).
 INGREDIENT_MATCH_EXTENSION = "terminology-match"
 INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "EMER", "OBSENC"}
+# Two sources' readings of one measurement rarely carry the same instant (an interface engine stamps its own).
+OBSERVATION_TOLERANCE = timedelta(hours=1)
 STOPPED_STATUSES = {"stopped", "completed", "cancelled", "entered-in-error", "not-taken"}
 CLINICAL_TYPES = (
     "Encounter",
@@ -207,6 +213,61 @@ def _merge_fact(
         existing.sources.append(badge)
 
 
+class ObservationFacts:
+    """Observations merged across sources: the same key (code and value) taken within the tolerance.
+
+    Readings are collected first and merged once all are known, nearest in time first, each merged fact
+    holding at most one reading per source: two readings of one source are two measurements.
+    """
+
+    def __init__(self) -> None:
+        self._readings: list[tuple[tuple[Any, ...], Fact, SourceBadge, list[tuple[str, Point]]]] = []
+
+    def add(
+        self, key: tuple[Any, ...], fact: Fact, badge: SourceBadge, points: list[tuple[str, Point]]
+    ) -> None:
+        self._readings.append((key, fact, badge, points))
+
+    def merged(self, series: dict[str, list[Point]]) -> list[Fact]:
+        """The facts, most recent first, each with its sources; the chart points of each fact go to ``series``."""
+        cluster = list(range(len(self._readings)))
+        slugs = [{badge.slug} for _, _, badge, _ in self._readings]
+        by_key: dict[tuple[Any, ...], list[tuple[datetime, int]]] = defaultdict(list)
+        for index, (key, fact, _, _) in enumerate(self._readings):
+            if fact.when is not None:
+                by_key[key].append((fact.when, index))
+        pairs = []
+        for timed in by_key.values():
+            timed.sort()
+            for position, (first_when, first) in enumerate(timed):
+                for second_when, second in timed[position + 1 :]:
+                    gap = second_when - first_when
+                    if gap > OBSERVATION_TOLERANCE:
+                        break
+                    pairs.append((gap, first, second))
+        for _, first, second in sorted(pairs):
+            left, right = self._root(cluster, first), self._root(cluster, second)
+            if left != right and not slugs[left] & slugs[right]:
+                survivor, absorbed = min(left, right), max(left, right)
+                cluster[absorbed] = survivor
+                slugs[survivor] |= slugs[absorbed]
+        facts = []
+        for index, (_, fact, badge, points) in enumerate(self._readings):
+            root = self._root(cluster, index)
+            self._readings[root][1].sources.append(badge)
+            if root == index:
+                facts.append(fact)
+                for code, point in points:
+                    series[code].append(point)
+        return facts
+
+    @staticmethod
+    def _root(cluster: list[int], index: int) -> int:
+        while cluster[index] != index:
+            index = cluster[index]
+        return index
+
+
 def patient_chart_get(patient: Patient) -> PatientChart:
     """Everything the patient page shows, in four queries whatever the size of the record."""
     links = list(
@@ -228,6 +289,7 @@ def patient_chart_get(patient: Patient) -> PatientChart:
         for conflict in PatientConflict.objects.filter(patient=patient, status=PatientConflict.Status.OPEN)
     }
     groups: dict[str, dict[tuple[Any, ...], Fact]] = defaultdict(dict)
+    vitals, labs = ObservationFacts(), ObservationFacts()
     series: dict[str, list[Point]] = defaultdict(list)
     lab_names: dict[str, str] = {}
     count = 0
@@ -254,32 +316,48 @@ def patient_chart_get(patient: Patient) -> PatientChart:
             components = _components(row["components"])
             if codes & BLOOD_PRESSURE_PANELS or {SYSTOLIC, DIASTOLIC} <= set(components):
                 systolic, diastolic = components.get(SYSTOLIC), components.get(DIASTOLIC)
-                if when and systolic is not None and diastolic is not None:
-                    series[SYSTOLIC].append(Point(when, systolic, badge.slug))
-                    series[DIASTOLIC].append(Point(when, diastolic, badge.slug))
+                if systolic is not None and diastolic is not None:
                     fact.value = f"{systolic:g}/{diastolic:g} mmHg"
                 else:
                     fact.value = str(row["value_text"] or "")
-                _merge_fact(groups["vitals"], ("bp", when, fact.value), fact, badge)
+                points = []
+                if when and systolic is not None and diastolic is not None:
+                    points = [
+                        (SYSTOLIC, Point(when, systolic, badge.slug)),
+                        (DIASTOLIC, Point(when, diastolic, badge.slug)),
+                    ]
+                vitals.add(("bp", fact.value), fact, badge, points)
                 continue
             fact.value = _value_text(row)
             fact.detail = str(row["interpretation"] or "")
             number = _number(row["value"])
-            if when and number is not None:
-                for code in codes:
-                    series[code].append(Point(when, number, badge.slug))
-            key = (row["code"], day, fact.value)
+            loinc = sorted(_codes(row["code_json"]))
+            key = (loinc[0] if loinc else row["code"], fact.value)
+            points = (
+                [(code, Point(when, number, badge.slug)) for code in codes]
+                if when and number is not None
+                else []
+            )
             if category.startswith("vital"):
-                _merge_fact(groups["vitals"], key, fact, badge)
+                vitals.add(key, fact, badge, points)
             elif category == "laboratory":
                 if number is not None:
                     lab_names.setdefault(row["code"], display)
-                _merge_fact(groups["labs"], key, fact, badge)
-        elif resource_type == "Condition":
-            _merge_fact(groups["problems"], (row["code"] or display, fact.status), fact, badge)
-        elif resource_type == "AllergyIntolerance":
-            fact.detail = str(row["criticality"] or "")
-            _merge_fact(groups["allergies"], (row["code"] or display,), fact, badge)
+                labs.add(key, fact, badge, points)
+            else:
+                for code, point in points:
+                    series[code].append(point)
+        elif resource_type in {"Condition", "AllergyIntolerance"}:
+            kind = CONDITION if resource_type == "Condition" else ALLERGY
+            group = clinical_concept_group(row["code_json"], kind=kind)
+            if group is not None and group.concept is not None:
+                fact.display = group.display
+            concept_key = group.key if group is not None else display
+            if resource_type == "Condition":
+                _merge_fact(groups["problems"], (concept_key, fact.status), fact, badge)
+            else:
+                fact.detail = str(row["criticality"] or "")
+                _merge_fact(groups["allergies"], (concept_key,), fact, badge)
         elif resource_type in {"MedicationRequest", "MedicationStatement"}:
             medication_rows.append((row, badge, display))
         elif resource_type == "Immunization":
@@ -288,8 +366,9 @@ def patient_chart_get(patient: Patient) -> PatientChart:
             _merge_fact(groups["procedures"], (row["code"], day), fact, badge)
         else:  # DiagnosticReport, DocumentReference
             _merge_fact(groups["documents"], (resource_type, row["code"], when), fact, badge)
-    for points in series.values():
-        points.sort(key=lambda point: point.when)
+    vital_facts, lab_facts = vitals.merged(series), labs.merged(series)
+    for series_points in series.values():
+        series_points.sort(key=lambda point: point.when)
     return PatientChart(
         patient=patient,
         links=links,
@@ -300,8 +379,8 @@ def patient_chart_get(patient: Patient) -> PatientChart:
         medications=medications_reconcile(medication_rows, inpatient_encounters),
         immunizations=list(groups["immunizations"].values()),
         procedures=list(groups["procedures"].values()),
-        labs=list(groups["labs"].values()),
-        vitals=list(groups["vitals"].values()),
+        labs=lab_facts,
+        vitals=vital_facts,
         documents=list(groups["documents"].values()),
         series=dict(series),
         lab_codes=sorted(lab_names.items(), key=lambda item: item[1].lower()),

@@ -329,3 +329,101 @@ def test_brand_and_generic_from_two_sources_are_one_medication_flagged_and_bp_is
     assert sorted({point.source for point in chart.series["8480-6"]}) == ["clinic-ehr", "hospital-ehr"]
     html = coordinator_client.get(f"/patients/{alma.external_id}/").content.decode()
     assert "duplicate therapy" in html
+
+
+def _condition(resource_id: str, subject: str, concept: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": resource_id,
+        "clinicalStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
+        },
+        "code": concept,
+        "subject": {"reference": subject},
+        "onsetDateTime": "2019-01-10T00:00:00Z",
+    }
+
+
+def _allergy(resource_id: str, subject: str, concept: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "AllergyIntolerance",
+        "id": resource_id,
+        "patient": {"reference": subject},
+        "code": concept,
+        "criticality": "high",
+    }
+
+
+def _heart_rate(resource_id: str, subject: str, *, when: str, beats: float = 72) -> dict[str, Any]:
+    reading = _weight(resource_id, subject, kilograms=beats, when=when)
+    reading["code"] = {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]}
+    reading["valueQuantity"] = {
+        "value": beats,
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    }
+    return reading
+
+
+def test_problems_allergies_and_readings_from_two_sources_are_one_fact_each(land: Land) -> None:
+    """SNOMED vs ICD-10-CM vs text for one condition and one allergen; one reading stamped minutes apart."""
+    hospital, clinic, _ = _sources()
+    land(
+        hospital,
+        as_bytes(
+            transaction(
+                patient("h-1"),
+                _condition(
+                    "cond-h",
+                    "urn:uuid:h-1",
+                    {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}], "text": "HTN"},
+                ),
+                _allergy(
+                    "alg-h",
+                    "urn:uuid:h-1",
+                    {"coding": [{"system": "http://snomed.info/sct", "code": "764146007"}]},
+                ),
+                _heart_rate("hr-h", "urn:uuid:h-1", when="2024-06-01T10:00:00Z"),
+                _heart_rate("hr-h-later", "urn:uuid:h-1", when="2024-06-01T10:20:00Z"),
+            )
+        ),
+    )
+    land(
+        clinic,
+        as_bytes(
+            transaction(
+                patient("c-1", identifier=[{"system": "urn:oid:clinic", "value": "C-1"}]),
+                _condition(
+                    "cond-c",
+                    "urn:uuid:c-1",
+                    {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10"}]},
+                ),
+                _allergy("alg-c", "urn:uuid:c-1", {"text": "Penicillin allergy"}),
+                _heart_rate("hr-c", "urn:uuid:c-1", when="2024-06-01T10:07:00Z"),
+                _heart_rate("hr-c-next-day", "urn:uuid:c-1", when="2024-06-02T10:07:00Z"),
+            )
+        ),
+    )
+    alma = Patient.objects.get(links__source_patient__source_record_id="h-1")
+    assert alma.links.count() == 2
+
+    chart = patient_chart_get(alma)
+
+    assert [(fact.display, sorted(s.slug for s in fact.sources)) for fact in chart.problems] == [
+        ("Hypertension", ["clinic-ehr", "hospital-ehr"])
+    ]
+    assert [(fact.display, sorted(s.slug for s in fact.sources)) for fact in chart.allergies] == [
+        ("Penicillin", ["clinic-ehr", "hospital-ehr"])
+    ]
+    heart_rates = [fact for fact in chart.vitals if fact.code == "8867-4"]
+    # The clinic's 10:07 reading is the hospital's 10:00 one (nearer than the hospital's 10:20, a reading
+    # of its own), shown at the more recent time; the next day's is another reading.
+    assert sorted((fact.when.isoformat(), len(fact.sources)) for fact in heart_rates if fact.when) == [
+        ("2024-06-01T10:07:00+00:00", 2),
+        ("2024-06-01T10:20:00+00:00", 1),
+        ("2024-06-02T10:07:00+00:00", 1),
+    ]
+    assert len(chart.series["8867-4"]) == 3
