@@ -5,14 +5,12 @@ codings after the source's own (LOINC for vital signs, RxNorm ingredients for me
 codes), so a search by a standard code must see every coding. Categories are kept the same way.
 """
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from django.db import connection
-from django.db.models import Q
 
-from patients.models import ResourceCoding, Source, SourceResource
+from patients.models import ResourceCoding, SourceResource
 
 JSON = dict[str, Any]
 
@@ -34,6 +32,8 @@ _CODE_MAX = ResourceCoding._meta.get_field("code").max_length or 100
 
 
 class StoredRow(Protocol):
+    @property
+    def pk(self) -> int | None: ...
     @property
     def resource_type(self) -> str: ...
     @property
@@ -145,58 +145,12 @@ def resource_codings_replace(rows: Sequence[SourceResource]) -> None:
     _codings_insert((row.pk, row.resource) for row in indexed)
 
 
-def resource_codings_store(
-    *, source: Source, created: Sequence[StoredRow], changed: Sequence[SourceResource]
-) -> None:
-    """The codings of a payload's new rows (found by their key: they were inserted without returning ids)
-    and of its changed rows. Called by storage in the payload's transaction."""
+def resource_codings_store(*, created: Sequence[StoredRow], changed: Sequence[SourceResource]) -> None:
+    """The codings of a payload's new rows (inserted with their ids) and of its changed rows. Called by
+    storage in the payload's transaction."""
     resource_codings_replace(changed)
-    indexed = [row for row in created if row.resource_type in CODING_INDEXED_TYPES]
-    if not indexed:
-        return
-    if connection.vendor == "postgresql":
-        _created_codings_insert(source=source, rows=indexed)
-        return
-    ids_by_type: dict[str, list[str]] = defaultdict(list)
-    for row in indexed:
-        ids_by_type[row.resource_type].append(row.source_record_id)
-    wanted = Q()
-    for resource_type, ids in ids_by_type.items():
-        wanted |= Q(resource_type=resource_type, source_record_id__in=ids)
-    pks = {
-        (resource_type, record_id): pk
-        for pk, resource_type, record_id in SourceResource.objects.filter(wanted, source=source).values_list(
-            "pk", "resource_type", "source_record_id"
-        )
-    }
     _codings_insert(
-        (pks[(row.resource_type, row.source_record_id)], row.resource)
-        for row in indexed
-        if (row.resource_type, row.source_record_id) in pks
+        (row.pk, row.resource)
+        for row in created
+        if row.resource_type in CODING_INDEXED_TYPES and row.pk is not None
     )
-
-
-def _created_codings_insert(*, source: Source, rows: Sequence[StoredRow]) -> None:
-    """PostgreSQL: one statement joins the codings to their new rows by key, sparing a round trip for ids."""
-    columns: tuple[list[str], ...] = ([], [], [], [], [])
-    for row in rows:
-        for element, system, code in resource_search_codings(row.resource):
-            for column, value in zip(
-                columns, (row.resource_type, row.source_record_id, element, system, code), strict=True
-            ):
-                column.append(value)
-    if not columns[0]:
-        return
-    codings = connection.ops.quote_name(ResourceCoding._meta.db_table)
-    resources = connection.ops.quote_name(SourceResource._meta.db_table)
-    # Identifiers are the models' own table names, never input; values are parameters.
-    statement = (
-        f"INSERT INTO {codings} (resource_id, element, system, code) "  # noqa: S608
-        "SELECT r.id, v.element, v.system, v.code "
-        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-        "AS v(resource_type, source_record_id, element, system, code) "
-        f"JOIN {resources} r ON r.source_id = %s AND r.resource_type = v.resource_type "
-        "AND r.source_record_id = v.source_record_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [*columns, source.pk])

@@ -222,7 +222,7 @@ def _attach_waiting_resources(*, source: Source, patient_pks: dict[str, int]) ->
         waiting.filter(patient_source_id=patient_source_id).update(patient_id=patient_pks[patient_source_id])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _NewResource:
     """The columns of a resource version to write (no model instance: ingest makes many of these)."""
 
@@ -237,6 +237,7 @@ class _NewResource:
     code: str
     effective_at: Any
     status: str
+    pk: int | None = None  # set when inserted
 
 
 _RESOURCE_COLUMNS = (
@@ -317,7 +318,7 @@ def _store_resources(
     _insert_resources(new_rows, source=source, payload=payload, now=now)
     SourceResource.objects.bulk_update(changed_rows, _RESOURCE_UPDATE_FIELDS, batch_size=500)
     ResourceVersion.objects.bulk_create(history, batch_size=500)
-    resource_codings_store(source=source, created=new_rows, changed=changed_rows)
+    resource_codings_store(created=new_rows, changed=changed_rows)
 
 
 _COPY_COLUMNS = (
@@ -332,7 +333,7 @@ def _insert_resources(rows: list[_NewResource], *, source: Source, payload: Inbo
     if not rows:
         return
     if connection.vendor != "postgresql":
-        SourceResource.objects.bulk_create(
+        created = SourceResource.objects.bulk_create(
             [
                 SourceResource(
                     source=source, payload=payload, **{name: getattr(row, name) for name in _INSERT_FIELDS}
@@ -341,10 +342,20 @@ def _insert_resources(rows: list[_NewResource], *, source: Source, payload: Inbo
             ],
             batch_size=1000,
         )
+        for row, instance in zip(rows, created, strict=True):
+            row.pk = instance.pk
         return
     table = connection.ops.quote_name(SourceResource._meta.db_table)
     # Identifiers are the model's own table and column names, never input.
-    statement = f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
+    statement = f"COPY {table} (id, {', '.join(_COPY_COLUMNS)}) FROM STDIN"
+    with connection.cursor() as cursor:
+        # The ids come from the table's own sequence, in one round trip, so that what is stored with the
+        # rows (their codings) can name them without looking them up again.
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)]
+        )
+        for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
+            row.pk = pk
     # wrap_database_errors turns psycopg's errors into Django's (a concurrent insert of the same record
     # must surface as IntegrityError, which processing retries).
     with (
@@ -355,7 +366,7 @@ def _insert_resources(rows: list[_NewResource], *, source: Source, payload: Inbo
         for row in rows:
             copy.write_row(
                 (
-                    now, now, source.pk, row.resource_type, row.source_record_id, 1,
+                    row.pk, now, now, source.pk, row.resource_type, row.source_record_id, 1,
                     row.content_sha256, row.text, payload.pk, row.patient_id, row.patient_source_id,
                     row.code_system, row.code, row.effective_at, row.status,
                 )
@@ -388,10 +399,37 @@ def _store_identifiers(*, source: Source, entries: list[Entry]) -> None:
     new = [row for key, row in rows.items() if key not in known]
     moved = [row for key, row in rows.items() if key in known and known[key] != row.source_record_id]
     SourceIdentifier.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
-    for row in moved:
-        SourceIdentifier.objects.filter(
-            source=source, resource_type=row.resource_type, system=row.system, value=row.value
-        ).update(source_record_id=row.source_record_id)
+    _identifiers_move(source=source, rows=moved)
+
+
+def _identifiers_move(*, source: Source, rows: list[SourceIdentifier]) -> None:
+    """Point identifiers at the record that now carries them: one statement on PostgreSQL (a clinic's
+    re-registered practitioners can move hundreds at once)."""
+    if connection.vendor != "postgresql":
+        for row in rows:
+            SourceIdentifier.objects.filter(
+                source=source, resource_type=row.resource_type, system=row.system, value=row.value
+            ).update(source_record_id=row.source_record_id)
+        return
+    if not rows:
+        return
+    table = connection.ops.quote_name(SourceIdentifier._meta.db_table)
+    # The identifier is the model's own table name, never input; values are parameters.
+    statement = (
+        f"UPDATE {table} AS t SET source_record_id = m.source_record_id "  # noqa: S608
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+        "AS m(resource_type, system, value, source_record_id) "
+        "WHERE t.source_id = %s AND t.resource_type = m.resource_type AND t.system = m.system "
+        "AND t.value = m.value"
+    )
+    columns = [
+        [row.resource_type for row in rows],
+        [row.system for row in rows],
+        [row.value for row in rows],
+        [row.source_record_id for row in rows],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*columns, source.pk])
 
 
 def identifier_lookup(source: Source) -> IdentifierLookup:

@@ -1,6 +1,7 @@
 """FHIR payloads through landing, parsing, normalization and storage, on the real database."""
 
 from collections.abc import Callable
+from typing import Any
 
 from patients.models import (
     InboundPayload,
@@ -191,3 +192,36 @@ def test_long_numbers_are_kept_exactly(source: Source, land: Callable[..., Inbou
     assert payload.status == InboundPayload.Status.ACCEPTED
     stored = SourceResource.objects.get(source_record_id="o-1").resource
     assert stored["valueQuantity"]["value"] == 123456789012345678901234567890
+
+
+def test_an_identifier_sent_again_under_another_record_points_at_the_new_one(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    def practitioner(resource_id: str, npi: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Practitioner",
+            "id": resource_id,
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}],
+        }
+
+    land(
+        source, as_bytes(transaction(practitioner("dr-1", "9999912345"), practitioner("dr-7", "9999954321")))
+    )
+    # The source re-registered both practitioners under new ids, and a third one is new.
+    payload = land(
+        source,
+        as_bytes(
+            transaction(
+                practitioner("dr-2", "9999912345"),
+                practitioner("dr-8", "9999954321"),
+                practitioner("dr-9", "9999900000"),
+            )
+        ),
+    )
+
+    assert payload.status == InboundPayload.Status.ACCEPTED
+    assert dict(SourceIdentifier.objects.filter(source=source).values_list("value", "source_record_id")) == {
+        "9999912345": "dr-2",
+        "9999954321": "dr-8",
+        "9999900000": "dr-9",
+    }
