@@ -747,6 +747,59 @@ def test_a_stewards_new_map_makes_stored_resources_searchable_by_the_standard_co
     assert found[0]["subject"] == {"reference": f"Patient/{world.tony.external_id}"}
 
 
+def test_free_text_blood_pressure_and_a_brand_name_are_found_by_standard_codes(
+    world: World, land: Land
+) -> None:
+    """The searches the terminology issue names: LOINC 85354-9 finds a blood pressure sent as text, RxNorm
+    83367 (atorvastatin) finds a prescription that says only Lipitor."""
+    patient_id = json.loads(_bundle_bytes(TONY_ID))["entry"][0]["resource"]["id"]
+    text_pressure = {
+        "resourceType": "Observation",
+        "id": "bp-text-1",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"text": "Blood pressure"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": "2024-06-01T10:00:00Z",
+        "valueString": "BP 142/91",
+    }
+    lipitor = {
+        "resourceType": "MedicationRequest",
+        "id": "rx-lipitor-1",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "Lipitor 20 MG Oral Tablet"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": "2024-06-01",
+    }
+    for resource in (text_pressure, lipitor):
+        assert land(world.hospital, as_bytes(resource)).status == InboundPayload.Status.ACCEPTED
+    client = _client(world.coordinator)
+    tony = str(world.tony.external_id)
+
+    pressures = _resources(_get(client, "/fhir/Observation", patient=tony, code=f"{LOINC}|85354-9"))
+    statins = _resources(_get(client, "/fhir/MedicationRequest", patient=tony, code=f"{RXNORM}|83367"))
+
+    found = next(r for r in pressures if r["meta"]["source"].endswith("#Observation/bp-text-1"))
+    assert found["code"]["text"] == "Blood pressure"
+    assert {(c["code"]["coding"][0]["code"], c["valueQuantity"]["value"]) for c in found["component"]} == {
+        ("8480-6", 142),
+        ("8462-4", 91),
+    }
+    assert [
+        r["medicationCodeableConcept"]["text"] for r in statins if "rx-lipitor-1" in r["meta"]["source"]
+    ] == ["Lipitor 20 MG Oral Tablet"]
+
+
 def test_codings_of_resources_stored_before_the_index_are_backfilled(world: World) -> None:
     before = sorted(ResourceCoding.objects.values_list("resource_id", "element", "system", "code"))
     assert before
