@@ -47,7 +47,8 @@ def test_an_icd10_category_covers_the_codes_under_it() -> None:
     specific = clinical_concept_group(_coded(ICD10CM, "E11.65"), kind=CONDITION)
     snomed = clinical_concept_group(_coded(SNOMED, "44054006", "Diabetes"), kind=CONDITION)
 
-    assert specific is not None and snomed is not None
+    assert specific is not None
+    assert snomed is not None
     assert specific.key == snomed.key == "condition:diabetes-type-2"
 
 
@@ -90,7 +91,9 @@ def test_unknown_entries_group_by_standard_code_then_text_then_local_code() -> N
     text_only = clinical_concept_group({"text": "  Viral   sinusitis (disorder) "}, kind=CONDITION)
     local_only = clinical_concept_group({"coding": [{"system": "urn:local", "code": "X9"}]}, kind=CONDITION)
 
-    assert unknown_snomed is not None and text_only is not None and local_only is not None
+    assert unknown_snomed is not None
+    assert text_only is not None
+    assert local_only is not None
     assert (unknown_snomed.key, unknown_snomed.display) == (f"{SNOMED}|444814009", "Viral sinusitis")
     assert text_only.key == "text:viral sinusitis"
     assert local_only.key == "urn:local|X9"
