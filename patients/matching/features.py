@@ -19,8 +19,11 @@ import jellyfish
 JSON = dict[str, Any]
 Features = dict[str, Any]
 
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+# The identifier a CSV import gives each row (its record id in the source): the key of the record, not a
+# registration number of the person, so two rows of one export with different ids may still be one person.
+SOURCE_RECORD_SYSTEM_PREFIX = "urn:concord:source:"
 
 _NON_LETTERS = re.compile(r"[^a-z]+")
 # An apostrophe joins a name (O'Brien, D'Andre): splitting there would make "o" a name part.
@@ -164,7 +167,7 @@ def patient_features(resource: JSON) -> Features:
         system, value = str(identifier.get("system") or ""), str(identifier["value"]).strip()
         if system == SSN_SYSTEM:
             ssn = _digits(value)
-        elif system and identifier.get("use") != "old":
+        elif system and identifier.get("use") != "old" and not system.startswith(SOURCE_RECORD_SYSTEM_PREFIX):
             identifiers.append(f"{system}|{value.upper()}")
     given = given_tokens[0] if given_tokens else ""
     family = "".join(family_tokens)

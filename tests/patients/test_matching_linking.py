@@ -517,3 +517,35 @@ def test_a_rejected_candidate_is_not_proposed_again_when_the_record_changes(
     )
     assert link.patient_id != link_of(hospital, "h-1").patient_id
     assert open_reviews() == []
+
+
+def test_two_rows_of_one_csv_export_for_one_person_link(crm: Source, land: Land) -> None:
+    """A CSV row's id is the key of the row, not a registration number: a CRM's duplicates are linked."""
+    mapping = {
+        "format": "concord.csv-mapping/1",
+        "fields": {
+            "source_record_id": "CustomerID",
+            "given": "First",
+            "family": "Last",
+            "birth_date": "DOB",
+            "sex": "Sex",
+            "postal_code": "Zip",
+            "address_lines": ["Street"],
+            "city": "City",
+            "state": "State",
+        },
+        "phones": [{"column": "Phone", "use": "home"}],
+    }
+    rows = (
+        "CustomerID,First,Last,DOB,Sex,Zip,Street,City,State,Phone\n"
+        "C-100,Alma,Quigley,1961-04-12,F,02108,12 Elm Street,Boston,MA,617-555-0134\n"
+        "C-200,Alma,Quigley,1961-04-12,F,02108,12 Elm St,Boston,MA,(617) 555 0134\n"
+    )
+
+    payload = land(crm, rows.encode(), format="csv", csv_mapping=mapping)
+
+    assert payload.status == InboundPayload.Status.ACCEPTED, payload.problems
+    first, second = record(crm, "C-100"), record(crm, "C-200")
+    assert first.link.patient_id == second.link.patient_id
+    assert {first.link.state, second.link.state} <= {PatientLink.State.MATCH, PatientLink.State.NO_MATCH}
+    assert link_of(crm, "C-200").state == PatientLink.State.MATCH
