@@ -24,6 +24,7 @@ SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
 # The identifier a CSV import gives each row (its record id in the source): the key of the record, not a
 # registration number of the person, so two rows of one export with different ids may still be one person.
 SOURCE_RECORD_SYSTEM_PREFIX = "urn:concord:source:"
+_STREET_NUMBER = re.compile(r"\s*(\d+[a-z]?)\b")
 
 _NON_LETTERS = re.compile(r"[^a-z]+")
 # An apostrophe joins a name (O'Brien, D'Andre): splitting there would make "o" a name part.
@@ -237,8 +238,18 @@ def blocking_keys(features: Features) -> list[str]:
         keys.add(f"p:{phone}")
     for email in features["emails"]:
         keys.add(f"e:{email}")
-    if features["postal_code"] and features["given"]:
-        keys.add(f"z:{features['postal_code']}:{features['given'][:1]}:{family_code[:1]}")
+    postal_code = features["postal_code"]
+    if postal_code and features["given"]:
+        keys.add(f"z:{postal_code}:{features['given'][:1]}:{family_code[:1]}")
+    # Both names mistyped (FEBRL's corruptions, a transcribed form): the birth date and where they live
+    # still say who it may be.
+    if birth_date:
+        keys.add(f"dz:{birth_date}:{postal_code[:1]}")  # birth date within a postal region
+        if postal_code:
+            keys.add(f"zm:{postal_code}:{birth_date[5:]}")  # birth year wrong too
+    street_number = _STREET_NUMBER.match(features["street"] or "")
+    if postal_code and street_number:
+        keys.add(f"a:{postal_code}:{street_number.group(1)}")  # the same house, names and birth date wrong
     for identifier in features["identifiers"]:
         keys.add(f"i:{identifier}")
     if features["ssn"]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from core.bulk import rows_update
 from patients.matching import decisions
 from patients.matching.decisions import Decision, Member, ScoredCandidate, decide, pair_vetoes
 from patients.matching.features import FEATURES_VERSION, Features, blocking_keys, patient_features
@@ -60,6 +61,23 @@ def record_features(record: SourcePatient, *, fresh: bool = False) -> Features:
     if fresh or features.get("version") != FEATURES_VERSION:
         features = {**patient_features(record.resource), "version": FEATURES_VERSION}
     return features
+
+
+def records_features_write(records: Sequence[SourcePatient]) -> None:
+    """Store the records' ``match_features`` and write their blocking keys again (bulk: a re-link after an
+    upgrade rewrites every record's)."""
+    rows_update(SourcePatient, records, ["match_features"])
+    for start in range(0, len(records), 5000):
+        batch = records[start : start + 5000]
+        MatchKey.objects.filter(source_patient_id__in=[record.pk for record in batch]).delete()
+        MatchKey.objects.bulk_create(
+            (
+                MatchKey(source_patient_id=record.pk, key=key)
+                for record in batch
+                for key in blocking_keys(record.match_features)
+            ),
+            batch_size=5000,
+        )
 
 
 # Advisory locks are taken on buckets of keys: a CSV export of thousands of patients must not need

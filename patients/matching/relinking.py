@@ -20,7 +20,7 @@ from patients.matching import decisions
 from patients.matching.decisions import Member, ScoredCandidate, decide, pair_vetoes
 from patients.matching.features import Features
 from patients.matching.golden import patients_golden_recompute
-from patients.matching.linking import active_weights, record_features
+from patients.matching.linking import active_weights, record_features, records_features_write
 from patients.matching.scoring import DEFAULT_MODEL_PATH, MatchModelWeights, pair_score
 from patients.matching.training import pairs_score, records_frame
 from patients.models import MatchModel, MatchReview, Patient, PatientLink, SourcePatient
@@ -50,16 +50,21 @@ class _Record:
     origin: str
 
 
-def _records() -> list[_Record]:
+def _records() -> tuple[list[_Record], list[SourcePatient]]:
+    """Every record with its current features; and the records whose stored features and keys are out of
+    date (an upgrade changed how features or blocking keys are made), to be written again."""
     rows = SourcePatient.objects.order_by("pk").values_list(
         "pk", "source_id", "match_features", "resource", "link__patient_id", "link__origin"
     )
-    found = []
-    for pk, source_id, features, resource, patient_id, origin in rows:
-        if not features or "version" not in features:
-            features = record_features(SourcePatient(pk=pk, resource=resource, match_features=features or {}))
+    found, outdated = [], []
+    for pk, source_id, stored, resource, patient_id, origin in rows:
+        record = SourcePatient(pk=pk, resource=resource, match_features=stored or {})
+        features = record_features(record)
+        if features is not stored:
+            record.match_features = features
+            outdated.append(record)
         found.append(_Record(pk, source_id, features, patient_id, origin or PatientLink.Origin.AUTO))
-    return found
+    return found, outdated
 
 
 def _splink_settings(model: MatchModelWeights) -> dict[str, Any]:
@@ -72,7 +77,13 @@ def relink_all(*, model: MatchModelWeights | None = None, progress: Progress | N
     """Re-link every stored record with ``model`` (default: the active one)."""
     model = model or active_weights()
     result = RelinkResult()
-    records = _records()
+    records, outdated = _records()
+    if outdated:
+        if progress:
+            progress("refreshing outdated features and blocking keys", 0, 1)
+        records_features_write(outdated)
+        if progress:
+            progress("refreshing outdated features and blocking keys", 1, 1)
     result.records = len(records)
     by_pk = {record.pk: record for record in records}
     if progress:

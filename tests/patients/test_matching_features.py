@@ -188,16 +188,19 @@ def test_features_of_a_full_normalized_patient() -> None:
         "placeholder": False,
     }
     assert blocking_keys(features) == [
+        "a:02108:12",
         "df:1980-03-07:OBRANAN",
         "dg:1980-03-07:JAS",
         "dg:1980-03-07:jose",
         "dy:07-03:OBR:j",
+        "dz:1980-07-03:0",
         "e:jose.obrien@example.org",
         "i:urn:oid:1.2.3|MRN-77",
         "n:OBRANAN:JAS",
         "p:+16175550134",
         "s:123456789",
         "z:02108:j:O",
+        "zm:02108:07-03",
     ]
 
 
@@ -240,8 +243,29 @@ def test_blocking_keys_of_a_name_and_birth_date() -> None:
         "dg:1980-03-07:margaret",
         "dg:1980-03-07:marge",
         "dy:03-07:SNA:m",
+        "dz:1980-03-07:",
         "n:SNAT:MARGARAT",
     ]
+
+
+def test_records_whose_names_are_both_mistyped_still_share_a_key() -> None:
+    """FEBRL-style corruption: neither name keeps its phonetic code; birth date and address still tell."""
+    address = {"address": [{"line": ["42 Harbour Road"], "city": "Boston", "postalCode": "02108"}]}
+    original = resource(["Mikhayla"], "Hannagan", **address)
+    corrupted = resource(["Hannagan"], "Mikhvyla", **address)
+    wrong_year = resource(["Mikaila"], "Hanigan", birth_date="1986-03-07", **address)
+    other_house = resource(["Mikaila"], "Hanigan", birth_date="1986-03-07", address=[{"postalCode": "02109"}])
+
+    assert [key for key in shared_keys(original, corrupted) if key[:2] in ("a:", "dz", "zm")] == [
+        "a:02108:42",
+        "dz:1980-03-07:0",
+        "zm:02108:03-07",
+    ]
+    assert [key for key in shared_keys(original, wrong_year) if key[:2] in ("a:", "dz", "zm")] == [
+        "a:02108:42",
+        "zm:02108:03-07",
+    ]
+    assert [key for key in shared_keys(original, other_house) if key[:2] in ("a:", "dz", "zm")] == []
 
 
 @pytest.mark.parametrize(
@@ -254,11 +278,14 @@ def test_blocking_keys_of_a_name_and_birth_date() -> None:
                 "dg:1980-03-07:gretchen",
                 "dg:1980-03-07:margaret",
                 "dg:1980-03-07:marge",
+                "dz:1980-03-07:",
             ],
             id="married name",
         ),
         pytest.param(
-            resource(["Peggy"], "Smith"), ["df:1980-03-07:SNAT", "dg:1980-03-07:margaret"], id="nickname"
+            resource(["Peggy"], "Smith"),
+            ["df:1980-03-07:SNAT", "dg:1980-03-07:margaret", "dz:1980-03-07:"],
+            id="nickname",
         ),
         pytest.param(
             resource(["Margaret", "Anne"], "Smith", "1980-07-03"),
@@ -279,7 +306,13 @@ def test_blocking_keys_of_a_name_and_birth_date() -> None:
         ),
         pytest.param(
             resource(["Margeret"], "Smith"),
-            ["df:1980-03-07:SNAT", "dg:1980-03-07:MARGARAT", "dy:03-07:SNA:m", "n:SNAT:MARGARAT"],
+            [
+                "df:1980-03-07:SNAT",
+                "dg:1980-03-07:MARGARAT",
+                "dy:03-07:SNA:m",
+                "dz:1980-03-07:",
+                "n:SNAT:MARGARAT",
+            ],
             id="given name typo",
         ),
         pytest.param(
@@ -289,10 +322,15 @@ def test_blocking_keys_of_a_name_and_birth_date() -> None:
                 "dg:1980-03-07:gretchen",
                 "dg:1980-03-07:margaret",
                 "dg:1980-03-07:marge",
+                "dz:1980-03-07:",
             ],
             id="family name typo",
         ),
-        pytest.param(resource(["Anne"], "Smith"), ["df:1980-03-07:SNAT"], id="known by the middle name"),
+        pytest.param(
+            resource(["Anne"], "Smith"),
+            ["df:1980-03-07:SNAT", "dz:1980-03-07:"],
+            id="known by the middle name",
+        ),
         pytest.param(resource(["Margaret"], "Smith", None), ["n:SNAT:MARGARAT"], id="birth date missing"),
     ],
 )
@@ -310,7 +348,7 @@ def test_a_married_name_and_a_swapped_birth_date_together_still_share_a_key() ->
 
 
 def test_a_married_name_and_a_nickname_together_still_share_a_key() -> None:
-    assert shared_keys(BASE, resource(["Peggy"], "Jones")) == ["dg:1980-03-07:margaret"]
+    assert shared_keys(BASE, resource(["Peggy"], "Jones")) == ["dg:1980-03-07:margaret", "dz:1980-03-07:"]
 
 
 def test_contact_details_and_identifiers_are_keys_of_their_own() -> None:
@@ -343,4 +381,7 @@ def test_different_people_share_no_key() -> None:
 
 
 def test_twins_share_keys_so_that_the_decision_sees_them() -> None:
-    assert shared_keys(resource(["Emma"], "Clark"), resource(["Noah"], "Clark")) == ["df:1980-03-07:CLARC"]
+    assert shared_keys(resource(["Emma"], "Clark"), resource(["Noah"], "Clark")) == [
+        "df:1980-03-07:CLARC",
+        "dz:1980-03-07:",
+    ]

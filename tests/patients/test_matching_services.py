@@ -533,3 +533,24 @@ def test_export_links_after_a_merge_names_the_survivor(
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert {row["patient_id"] for row in rows} == {str(alma.external_id)}
     assert len(rows) == 5
+
+
+def test_mpi_relink_writes_again_features_and_keys_an_upgrade_outdated(hospital: Source, land: Land) -> None:
+    from patients.matching.features import FEATURES_VERSION, blocking_keys
+    from patients.models import MatchKey
+
+    send(land, hospital, person("h-1"))
+    stored = record(hospital, "h-1")
+    current_keys = sorted(MatchKey.objects.filter(source_patient=stored).values_list("key", flat=True))
+    assert current_keys == blocking_keys(stored.match_features)
+    # As an older release left it: features of another version, and fewer keys.
+    SourcePatient.objects.filter(pk=stored.pk).update(match_features={**stored.match_features, "version": 1})
+    MatchKey.objects.filter(source_patient=stored).exclude(key=current_keys[0]).delete()
+
+    call_command("mpi_relink", "--quiet", stdout=io.StringIO())
+
+    refreshed = SourcePatient.objects.get(pk=stored.pk)
+    assert refreshed.match_features["version"] == FEATURES_VERSION
+    assert (
+        sorted(MatchKey.objects.filter(source_patient=stored).values_list("key", flat=True)) == current_keys
+    )
