@@ -250,10 +250,10 @@ def test_blocking_keys_of_a_name_and_birth_date() -> None:
 
 def test_records_whose_names_are_both_mistyped_still_share_a_key() -> None:
     """FEBRL-style corruption: neither name keeps its phonetic code; birth date and address still tell."""
-    address = {"address": [{"line": ["42 Harbour Road"], "city": "Boston", "postalCode": "02108"}]}
-    original = resource(["Mikhayla"], "Hannagan", **address)
-    corrupted = resource(["Hannagan"], "Mikhvyla", **address)
-    wrong_year = resource(["Mikaila"], "Hanigan", birth_date="1986-03-07", **address)
+    address: list[JSON] = [{"line": ["42 Harbour Road"], "city": "Boston", "postalCode": "02108"}]
+    original = resource(["Mikhayla"], "Hannagan", address=address)
+    corrupted = resource(["Hannagan"], "Mikhvyla", address=address)
+    wrong_year = resource(["Mikaila"], "Hanigan", birth_date="1986-03-07", address=address)
     other_house = resource(["Mikaila"], "Hanigan", birth_date="1986-03-07", address=[{"postalCode": "02109"}])
 
     assert [key for key in shared_keys(original, corrupted) if key[:2] in ("a:", "dz", "zm")] == [
