@@ -5,6 +5,7 @@ request (a DRF ``Request`` wraps the Django one), tasks and commands pass no req
 ``acting_as(actor)``. Writes to audited models are recorded by django-auditlog.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -44,6 +45,29 @@ def phi_access_record(
     ``patient_ref`` is the patient's external id; ``obj`` the record read, when it is not the patient itself.
     The actor comes from the request, else from ``acting_as``; an unauthenticated read is refused upstream.
     """
+    (event,) = phi_access_record_many(
+        purpose=purpose,
+        request=request,
+        actor=actor,
+        patient_refs=[patient_ref],
+        obj=obj,
+        action=action,
+        channel=channel,
+    )
+    return event
+
+
+def phi_access_record_many(
+    *,
+    purpose: str,
+    patient_refs: Sequence[object],
+    request: Any = None,
+    actor: User | AnonymousUser | None = None,
+    obj: models.Model | None = None,
+    action: str = AccessEvent.Action.READ,
+    channel: str | None = None,
+) -> list[AccessEvent]:
+    """One access audit row per patient of ``patient_refs`` (a search result, a FHIR Bundle), in one insert."""
     django_request = _django_request(request)
     if actor is None and request is not None:
         actor = getattr(request, "user", None)
@@ -66,18 +90,22 @@ def phi_access_record(
         object_type = obj._meta.label_lower
         object_ref = str(getattr(obj, "external_id", obj.pk))
 
-    return AccessEvent.objects.create(
-        actor=user,
-        actor_username=user.get_username() if user is not None else "",
-        action=action,
-        channel=channel,
-        patient_ref=str(patient_ref or ""),
-        object_type=object_type,
-        object_ref=object_ref,
-        purpose=purpose,
-        path=django_request.get_full_path()[:_PATH_MAX] if django_request is not None else "",
-        remote_addr=_client_address(django_request) if django_request is not None else None,
-        user_agent=(django_request.META.get("HTTP_USER_AGENT", "") if django_request is not None else "")[
+    common = {
+        "actor": user,
+        "actor_username": user.get_username() if user is not None else "",
+        "action": action,
+        "channel": channel,
+        "object_type": object_type,
+        "object_ref": object_ref,
+        "purpose": purpose,
+        "path": django_request.get_full_path()[:_PATH_MAX] if django_request is not None else "",
+        "remote_addr": _client_address(django_request) if django_request is not None else None,
+        "user_agent": (django_request.META.get("HTTP_USER_AGENT", "") if django_request is not None else "")[
             :_USER_AGENT_MAX
         ],
-    )
+    }
+    events = [AccessEvent(patient_ref=str(patient_ref or ""), **common) for patient_ref in patient_refs]
+    if len(events) == 1:
+        events[0].save()
+        return events
+    return AccessEvent.objects.bulk_create(events)

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 import jellyfish
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Count, Max, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from core.permissions import has_object_access, objects_for_user
 from patients.matching.features import ascii_fold, given_name_groups, patient_features, phonetic
@@ -144,9 +144,9 @@ def _keys_patients(keys: list[str]) -> set[int]:
     return _patient_ids_of_records(list(records))
 
 
-def _name_similarity(query_first: str, query_last: str, patient: Patient) -> float:
-    given = ascii_fold(patient.given_names.split(" ")[0]) if patient.given_names else ""
-    family = ascii_fold(patient.family_name)
+def _name_similarity(query_first: str, query_last: str, given_names: str, family_name: str) -> float:
+    given = ascii_fold(given_names.split(" ")[0]) if given_names else ""
+    family = ascii_fold(family_name)
     family_score = jellyfish.jaro_winkler_similarity(query_last, family) if family else 0.0
     if not query_first:
         return max(family_score, jellyfish.jaro_winkler_similarity(query_last, given) if given else 0.0)
@@ -221,20 +221,34 @@ def golden_patient_search(
             candidates = visible.filter(condition)
     if birth_date is not None:
         candidates = candidates.filter(birth_date=birth_date)
-    patients = list(candidates.order_by("pk")[:_CANDIDATE_LIMIT])
-    hits = []
-    for patient in patients:
-        if matched_on != "name":
-            hits.append(PatientSearchHit(patient, 2.0, matched_on))
-            continue
-        score = _name_similarity(first, last, patient)
+    if matched_on != "name":
+        return [
+            PatientSearchHit(patient, 2.0, matched_on)
+            for patient in candidates.order_by("family_name", "given_names", "pk")[:limit]
+        ]
+    if first:
+        # Candidates whose both names agree phonetically come first, so a common name cannot push them out.
+        agreement = Case(
+            When(Q(family_phonetic=last_code) & Q(given_phonetic__in=first_codes), then=Value(0)),
+            default=Value(1),
+        )
+        candidates = candidates.order_by(agreement, "pk")
+    else:
+        candidates = candidates.order_by("pk")
+    # Names only: the golden record's JSON is read for the few patients shown, not for every candidate.
+    scored = []
+    for pk, given_names, family_name in candidates.values_list("pk", "given_names", "family_name")[
+        :_CANDIDATE_LIMIT
+    ]:
+        score = _name_similarity(first, last, given_names, family_name)
         if first:
-            swapped = _name_similarity(last, first, patient)
-            score = max(score, swapped)
+            score = max(score, _name_similarity(last, first, given_names, family_name))
         if score >= (1.7 if first else 0.85):
-            hits.append(PatientSearchHit(patient, score, matched_on))
-    hits.sort(key=lambda hit: (-hit.score, hit.patient.family_name, hit.patient.given_names, hit.patient.pk))
-    return hits[:limit]
+            scored.append((-score, family_name, given_names, pk))
+    scored.sort()
+    shown = scored[:limit]
+    shown_patients = Patient.objects.in_bulk([pk for *_, pk in shown])
+    return [PatientSearchHit(shown_patients[pk], -negative, "name") for negative, _, _, pk in shown]
 
 
 def golden_patient_replaced_ids(patient: Patient) -> list[str]:

@@ -10,7 +10,7 @@ from django.utils.dateparse import parse_date
 from django.views import View
 from django.views.generic import TemplateView
 
-from core.audit import phi_access_record
+from core.audit import phi_access_record, phi_access_record_many
 from core.models import AccessEvent
 from patients.chart import PatientChart, patient_chart_get
 from patients.figures import blood_pressure_figure, series_figure, source_colours, weight_figure
@@ -107,13 +107,12 @@ class PatientSearchView(PermissionRequiredMixin, TemplateView):
             if searched
             else []
         )
-        for hit in hits:
-            phi_access_record(
-                purpose="patient search",
-                request=self.request,
-                patient_ref=hit.patient.external_id,
-                action=AccessEvent.Action.SEARCH,
-            )
+        phi_access_record_many(
+            purpose="patient search",
+            request=self.request,
+            patient_refs=[hit.patient.external_id for hit in hits],
+            action=AccessEvent.Action.SEARCH,
+        )
         return {
             **super().get_context_data(**kwargs),
             "query": query,

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.audit import phi_access_record
+from core.audit import phi_access_record, phi_access_record_many
 from core.models import AccessEvent
 from patients.api.fhir_bundles import patient_reference_ids, searchset_bundle, served_resource
 from patients.api.fhir_capability import capability_statement
@@ -152,13 +152,12 @@ class PatientSearchApi(FhirReadApi):
         )
         page = patient_search(user=request.user, search=search)
         replaced = golden_patients_replaced_ids(page.rows)
-        for patient in page.rows:
-            phi_access_record(
-                purpose="FHIR Patient search",
-                request=request,
-                patient_ref=patient.external_id,
-                action=AccessEvent.Action.SEARCH,
-            )
+        phi_access_record_many(
+            purpose="FHIR Patient search",
+            request=request,
+            patient_refs=[patient.external_id for patient in page.rows],
+            action=AccessEvent.Action.SEARCH,
+        )
         self_url, next_url = self.links(search, next_cursor=page.next_cursor)
         return Response(
             searchset_bundle(
@@ -182,13 +181,12 @@ class ResourceSearchApi(FhirReadApi):
             _parameters(request), parameters=parameters, sortable=True, lenient=_is_lenient(request)
         )
         page = resource_search(user=request.user, resource_type=resource_type, search=search)
-        for patient_ref in dict.fromkeys(str(row.golden_external_id) for row in page.rows):  # type: ignore[attr-defined]
-            phi_access_record(
-                purpose=f"FHIR {resource_type} search",
-                request=request,
-                patient_ref=patient_ref,
-                action=AccessEvent.Action.SEARCH,
-            )
+        phi_access_record_many(
+            purpose=f"FHIR {resource_type} search",
+            request=request,
+            patient_refs=list(dict.fromkeys(str(row.golden_external_id) for row in page.rows)),  # type: ignore[attr-defined]
+            action=AccessEvent.Action.SEARCH,
+        )
         self_url, next_url = self.links(search, next_cursor=page.next_cursor)
         return Response(
             searchset_bundle(
