@@ -146,6 +146,53 @@ class PatientDetailView(PermissionRequiredMixin, TemplateView):
             "blood_pressure": blood_pressure_figure(chart.series),
             "weight": weight_figure(chart.series),
             "source_colours": source_colours([link.source_patient.source.slug for link in chart.links]),
+            "preview": SECTION_PREVIEW,
+            "preview_slice": f":{SECTION_PREVIEW}",
+        }
+
+
+# The patient page lists this many facts a section (the most recent); "Show all" fetches the rest.
+SECTION_PREVIEW = 20
+# Sections that can be fetched whole: title, and whether they show an encounter class or a value.
+FACT_SECTIONS = {
+    "encounters": ("Encounters", True, False),
+    "problems": ("Problems", False, False),
+    "allergies": ("Allergies", False, False),
+    "immunizations": ("Immunizations", False, False),
+    "procedures": ("Procedures", False, False),
+    "labs": ("Lab results", False, True),
+    "vitals": ("Vital signs", False, True),
+    "documents": ("Documents and notes", False, False),
+}
+
+
+class PatientSectionView(PermissionRequiredMixin, TemplateView):
+    """One clinical section of the patient page with every fact (an htmx fragment: "Show all")."""
+
+    permission_required = "patients.access_patients"
+    template_name = "patients/fact_section.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        key = self.kwargs["section"]
+        if key not in FACT_SECTIONS:
+            raise Http404("No such section.")
+        patient = golden_patient_get(user=self.request.user, external_id=self.kwargs["external_id"])
+        if patient is None:
+            raise Http404("No such patient.")
+        phi_access_record(
+            purpose=f"patient page: all {key}", request=self.request, patient_ref=patient.external_id
+        )
+        title, show_class, show_value = FACT_SECTIONS[key]
+        return {
+            **super().get_context_data(**kwargs),
+            "patient": patient,
+            "key": key,
+            "title": title,
+            "show_class": show_class,
+            "show_value": show_value,
+            "facts": getattr(patient_chart_get(patient), key),
+            "full": True,
+            "preview_slice": ":",
         }
 
 

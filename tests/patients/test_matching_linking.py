@@ -141,14 +141,17 @@ def test_features_and_blocking_keys_are_stored_with_the_record(hospital: Source,
     assert stored.match_features["version"] == FEATURES_VERSION
     assert stored.match_features["phones"] == ["+16175550134"]
     assert sorted(MatchKey.objects.filter(source_patient=stored).values_list("key", flat=True)) == [
+        "a:02108:12",
         "df:1961-04-12:QAGLY",
         "dg:1961-04-12:ALN",
         "dg:1961-04-12:alma",
         "dy:04-12:QAG:a",
+        "dz:1961-04-12:0",
         "i:urn:oid:2.16.840.1.113883.3.1001.1|MRN-H-1",
         "n:QAGLY:ALN",
         "p:+16175550134",
         "z:02108:a:Q",
+        "zm:02108:04-12",
     ]
 
 
