@@ -231,26 +231,8 @@ class ObservationFacts:
     def merged(self, series: dict[str, list[Point]]) -> list[Fact]:
         """The facts, most recent first, each with its sources; the chart points of each fact go to ``series``."""
         cluster = list(range(len(self._readings)))
-        slugs = [{badge.slug} for _, _, badge, _ in self._readings]
-        by_key: dict[tuple[Any, ...], list[tuple[datetime, int]]] = defaultdict(list)
-        for index, (key, fact, _, _) in enumerate(self._readings):
-            if fact.when is not None:
-                by_key[key].append((fact.when, index))
-        pairs = []
-        for timed in by_key.values():
-            timed.sort()
-            for position, (first_when, first) in enumerate(timed):
-                for second_when, second in timed[position + 1 :]:
-                    gap = second_when - first_when
-                    if gap > OBSERVATION_TOLERANCE:
-                        break
-                    pairs.append((gap, first, second))
-        for _, first, second in sorted(pairs):
-            left, right = self._root(cluster, first), self._root(cluster, second)
-            if left != right and not slugs[left] & slugs[right]:
-                survivor, absorbed = min(left, right), max(left, right)
-                cluster[absorbed] = survivor
-                slugs[survivor] |= slugs[absorbed]
+        if len({badge.slug for _, _, badge, _ in self._readings}) > 1:
+            self._merge_across_sources(cluster)
         facts = []
         for index, (_, fact, badge, points) in enumerate(self._readings):
             root = self._root(cluster, index)
@@ -260,6 +242,30 @@ class ObservationFacts:
                 for code, point in points:
                     series[code].append(point)
         return facts
+
+    def _merge_across_sources(self, cluster: list[int]) -> None:
+        slugs = [{badge.slug} for _, _, badge, _ in self._readings]
+        by_key: dict[tuple[Any, ...], list[tuple[datetime, int]]] = defaultdict(list)
+        for index, (key, fact, _, _) in enumerate(self._readings):
+            if fact.when is not None:
+                by_key[key].append((fact.when, index))
+        pairs = []
+        for timed in by_key.values():
+            timed.sort()
+            for position, (first_when, first) in enumerate(timed):
+                for later in range(position + 1, len(timed)):
+                    second_when, second = timed[later]
+                    gap = second_when - first_when
+                    if gap > OBSERVATION_TOLERANCE:
+                        break
+                    if self._readings[first][2].slug != self._readings[second][2].slug:
+                        pairs.append((gap, first, second))
+        for _, first, second in sorted(pairs):
+            left, right = self._root(cluster, first), self._root(cluster, second)
+            if left != right and not slugs[left] & slugs[right]:
+                survivor, absorbed = min(left, right), max(left, right)
+                cluster[absorbed] = survivor
+                slugs[survivor] |= slugs[absorbed]
 
     @staticmethod
     def _root(cluster: list[int], index: int) -> int:
