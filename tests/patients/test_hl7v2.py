@@ -248,6 +248,19 @@ def test_encounter_status_follows_the_trigger(trigger: str, status: str) -> None
     assert resources(parse(text), "Encounter")[0]["status"] == status
 
 
+def test_an_admission_without_an_admit_time_starts_when_the_event_occurred_never_at_the_message_time() -> (
+    None
+):
+    without_admit_time = ADMIT.replace("|||20240301113000+0100", "|||")
+    occurred = without_admit_time.replace(
+        "EVN|A01|20240301120000+0100", "EVN|A01|20240301120000+0100||||20240301111500+0100"
+    )
+
+    assert "period" not in resources(parse(without_admit_time), "Encounter")[0]
+    assert resources(parse(occurred), "Encounter")[0]["period"] == {"start": "2024-03-01T11:15:00+01:00"}
+    assert resources(parse(ADMIT), "Encounter")[0]["period"] == {"start": "2024-03-01T11:30:00+01:00"}
+
+
 def test_a_transfer_records_the_prior_location_as_completed() -> None:
     text = ADMIT.replace("ADT^A01^ADT_A01", "ADT^A02").replace(
         "GOOD HOSP||||1234", "GOOD HOSP|||OLDWARD^7|1234"
@@ -301,6 +314,21 @@ OBX|4|SN|2345-7^Glucose^LN||>^200|mg/dL|||||C
 OBX|5|CWE|600-7^Culture^LN||27268008^Salmonella^SCT||||||F
 OBX|6|NM|8867-4^Heart rate^LN||72|beats/min|||||X
 """
+
+
+def test_an_order_detail_obx_is_no_observation_and_a_local_coding_system_is_a_valid_uri() -> None:
+    text = RESULTS.replace(
+        "OBX|6|NM|8867-4^Heart rate^LN||72|beats/min|||||X",
+        "OBX|6|ST|SPEC^Specimen source^LOCAL LAB||venous blood||||||O\n"
+        "OBX|7|NM|1554-5^GLUCOSE^POST 12H CFST||98|mg/dL|||||F",
+    )
+
+    observations = resources(parse(text), "Observation")
+
+    assert [observation["code"]["coding"][0]["code"] for observation in observations] == [
+        "718-7", "8251-1", "5130-0", "2345-7", "600-7", "1554-5",
+    ]  # fmt: skip
+    assert observations[-1]["code"]["coding"][0]["system"] == "POST%2012H%20CFST"
 
 
 def test_a_result_message_maps_to_a_report_with_observations() -> None:

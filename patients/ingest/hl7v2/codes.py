@@ -4,6 +4,8 @@ Coding-system ids (HL7 table 0396) follow the facts of LinuxForHealth's CodingSy
 the HL7 v2-to-FHIR concept maps; the tables are the project's own, limited to what mapping uses.
 """
 
+from urllib.parse import quote
+
 # HL7 table 0396 coding-system id -> FHIR system URI.
 CODING_SYSTEMS = {
     "LN": "http://loinc.org",
@@ -58,7 +60,13 @@ def coding_system(identifier: str) -> str:
     if all(part.isdigit() for part in identifier.split(".")) and identifier.count(".") >= 2:
         return f"urn:oid:{identifier}"
     # A local coding system keeps its v2 name: it is how the source names it, and no URI is known for it.
-    return identifier
+    return local_name_uri(identifier)
+
+
+def local_name_uri(name: str) -> str:
+    """A source's own name for a system or authority, usable as a FHIR uri: a uri has no white space, so
+    "CITY HOSP" is percent-encoded, never altered."""
+    return quote(name, safe=":/.-_~") if any(character.isspace() for character in name) else name
 
 
 # Table 0001 administrative sex -> FHIR administrative-gender.
@@ -84,7 +92,6 @@ OBSERVATION_STATUSES = {
     "F": "final",
     "I": "registered",
     "N": "cancelled",  # "not asked": the observation was never made
-    "O": "registered",
     "P": "preliminary",
     "R": "preliminary",
     "S": "preliminary",

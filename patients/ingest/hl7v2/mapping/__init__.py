@@ -33,6 +33,9 @@ from patients.ingest.hl7v2.parse import Message
 
 __all__ = ["SUPPORTED_MESSAGE_TYPES", "message_map", "required_segments"]
 
+# OBX-11 (table 0085) "O": order detail description only, no result.
+ORDER_DETAIL_ONLY = "O"
+
 
 def message_map(message: Message, *, default_timezone: str) -> MessageMapping:
     """Map one supported message; the caller has checked its type, version and required segments."""
@@ -81,6 +84,8 @@ def message_map(message: Message, *, default_timezone: str) -> MessageMapping:
             )
             mapping.add(report, segment=segment)
         elif segment.name == "OBX" and patient_url and message_type == "ORU":
+            if segment.get(11).upper() == ORDER_DETAIL_ONLY:
+                continue  # describes the order, holds no result: not an Observation (the message is kept)
             code_key = (segment.get(3), segment.get(4))
             occurrences[code_key] = occurrences.get(code_key, 0) + 1
             url = observation_map(

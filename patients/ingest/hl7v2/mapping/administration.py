@@ -153,10 +153,10 @@ def encounter_map(
         system, code, display = codes.UNKNOWN_ENCOUNTER_CLASS
         encounter_class = {"system": system, "code": code, "display": display}
     start = mapping.datetime(pv1, 44)
-    if start is None and trigger in ADMISSION_EVENTS:
-        start = (mapping.datetime(evn, 6) if evn is not None else None) or mapping.datetime(
-            mapping.message.header, 7
-        )
+    if start is None and trigger in ADMISSION_EVENTS and evn is not None:
+        # The admission is the event: EVN-6 says when it occurred. MSH-7 only says when the message was
+        # written (a resend, a batch at night), so it is no admission time.
+        start = mapping.datetime(evn, 6)
     end = mapping.datetime(pv1, 45)
     status = ENCOUNTER_STATUSES.get(trigger, "finished" if end else "in-progress")
     pv2 = mapping.message.one("PV2")

@@ -3,7 +3,6 @@
 import re
 import uuid
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from patients.ingest.entries import JSON, Problem
 from patients.ingest.hl7v2 import codes
@@ -125,9 +124,7 @@ def authority_system(namespace: str, universal_id: str, universal_type: str) -> 
         return f"urn:oid:{universal_id}"
     if universal_id and kind in {"URI", "URL"}:
         return universal_id
-    name = namespace or universal_id
-    # A FHIR uri has no white space; a name such as "CITY HOSP" is percent-encoded, not altered.
-    return quote(name, safe=":/.-_~") if any(character.isspace() for character in name) else name
+    return codes.local_name_uri(namespace or universal_id)
 
 
 def codeable_concept(composite: Composite, *, default_system: str = "") -> JSON | None:
