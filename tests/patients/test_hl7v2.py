@@ -261,6 +261,40 @@ def test_an_admission_without_an_admit_time_starts_when_the_event_occurred_never
     assert resources(parse(ADMIT), "Encounter")[0]["period"] == {"start": "2024-03-01T11:30:00+01:00"}
 
 
+@pytest.mark.parametrize(
+    ("patient_class", "discharge", "status"),
+    [
+        ("P", "", "planned"),
+        ("I", "", "in-progress"),
+        ("U", "", "unknown"),
+        ("", "", "unknown"),
+        ("I", "|20240305090000+0100", "finished"),
+    ],
+)
+def test_an_update_takes_the_encounter_status_from_the_discharge_time_or_the_patient_class(
+    patient_class: str, discharge: str, status: str
+) -> None:
+    text = ADMIT.replace("ADT^A01^ADT_A01", "ADT^A08^ADT_A01").replace("PV1|1|I|", f"PV1|1|{patient_class}|")
+    text = text.replace("20240301113000+0100\n", f"20240301113000+0100{discharge}\n")
+
+    assert resources(parse(text), "Encounter")[0]["status"] == status
+
+
+def test_street_address_parts_other_designation_and_addressee_are_address_lines() -> None:
+    street = "1 Synthetic Way&Synthetic Way&1^Unit 2^Springfield^ST^12345^US^H" + "^" * 12 + "Care of Sam Doe"
+    text = ADMIT.replace("1 Synthetic Way^Unit 2^Springfield^ST^12345^US^H", street)
+
+    patient = resources(parse(text), "Patient")[0]
+
+    assert patient["address"][0]["line"] == [
+        "1 Synthetic Way",
+        "Synthetic Way",
+        "1",
+        "Unit 2",
+        "Care of Sam Doe",
+    ]
+
+
 def test_a_transfer_records_the_prior_location_as_completed() -> None:
     text = ADMIT.replace("ADT^A01^ADT_A01", "ADT^A02").replace(
         "GOOD HOSP||||1234", "GOOD HOSP|||OLDWARD^7|1234"

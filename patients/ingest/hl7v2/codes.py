@@ -84,6 +84,20 @@ ENCOUNTER_CLASSES = {
 }
 # Used when PV1-2 is absent or unknown: FHIR requires a class, v3 NullFlavor says why there is none.
 UNKNOWN_ENCOUNTER_CLASS = ("http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "UNK", "unknown")
+# Table 0004 patient class -> FHIR encounter-status, for an event that does not convey the status (A08,
+# a result message): the HL7 v2-to-FHIR PatientClass[EncounterStatus] concept map. An absent class gives
+# "unknown", as the map's "U".
+ENCOUNTER_STATUSES_BY_CLASS = {
+    "E": "in-progress",
+    "I": "in-progress",
+    "O": "in-progress",
+    "P": "planned",
+    "R": "in-progress",
+    "B": "in-progress",
+    "C": "in-progress",
+    "N": "in-progress",
+    "U": "unknown",
+}
 
 # Table 0085 observation result status -> FHIR observation-status.
 OBSERVATION_STATUSES = {

@@ -158,14 +158,15 @@ def encounter_map(
         # written (a resend, a batch at night), so it is no admission time.
         start = mapping.datetime(evn, 6)
     end = mapping.datetime(pv1, 45)
-    status = ENCOUNTER_STATUSES.get(trigger, "finished" if end else "in-progress")
+    status = ENCOUNTER_STATUSES.get(trigger)
+    if status is None:
+        # The v2-to-FHIR PV1 map: a discharge time (PV1-45) means finished, else the patient class says.
+        status = "finished" if end else codes.ENCOUNTER_STATUSES_BY_CLASS.get(patient_class, "unknown")
     pv2 = mapping.message.one("PV2")
     if status == "planned" and pv2 is not None:
         # A planned visit has no actual times yet: its period is the expected one (PV2-8 admit, PV2-9 discharge).
         start = start or mapping.datetime(pv2, 8)
         end = end or mapping.datetime(pv2, 9)
-    if trigger == "A08" and end:
-        status = "finished"
     if trigger == "A13":
         end = None
     encounter: JSON = {

@@ -20,14 +20,15 @@ PATIENT_ONLY_EVENTS = {"A28", "A31"}
 # Encounter.status by ADT trigger. A11 (cancel admit/visit) is "cancelled": the visit ended before it
 # began, which R4 defines as cancelled; "entered-in-error" would claim the admission was never
 # meant, which the sender did not say. A13 (cancel discharge) puts the patient back in care, so the
-# encounter is "in-progress" again and its end is dropped.
+# encounter is "in-progress" again and its end is dropped. A08 (update patient information) is not
+# here: it does not convey the status (the v2-to-FHIR Event[EncounterStatus] map says so), which then
+# comes from PV1-45 and PV1-2 as for any other message.
 ENCOUNTER_STATUSES = {
     "A01": "in-progress",
     "A02": "in-progress",
     "A03": "finished",
     "A04": "in-progress",
     "A05": "planned",
-    "A08": "in-progress",
     "A11": "cancelled",
     "A13": "in-progress",
 }
@@ -211,9 +212,14 @@ def human_name(composite: Composite, *, family_at: int = 1) -> JSON | None:
 
 
 def address(composite: Composite) -> JSON | None:
-    """XAD: street^other designation^city^state^postal code^country^address type^^county."""
+    """XAD: street (SAD)^other designation^city^state^postal code^country^address type^^county...^addressee (19).
+
+    Lines follow the HL7 v2-to-FHIR XAD and SAD maps: SAD-1 street or mailing address, SAD-2 street name
+    and SAD-3 dwelling number are lines 1 to 3, XAD-2 other designation line 4, XAD-19 addressee line 5.
+    """
     result: JSON = {}
-    lines = [part for part in (composite.get(1), composite.get(2)) if part]
+    street = [composite.get(1, subcomponent) for subcomponent in (1, 2, 3)]
+    lines = [part for part in (*street, composite.get(2), composite.get(19)) if part]
     if lines:
         result["line"] = lines
     for number, key in ((3, "city"), (4, "state"), (5, "postalCode"), (6, "country"), (9, "district")):
