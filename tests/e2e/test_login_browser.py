@@ -65,7 +65,9 @@ def test_keyboard_user_can_sign_in(
     page = browser.new_page()
 
     page.goto(f"{base_url}/accounts/login/")
-    page.keyboard.type(ROLE_USERNAMES[CARE_COORDINATOR])  # the username field has focus on load
+    # The username field has focus on load; typing before the focus lands would lose the first keys.
+    expect(page.get_by_label("Username")).to_be_focused()
+    page.keyboard.type(ROLE_USERNAMES[CARE_COORDINATOR])
     page.keyboard.press("Tab")
     page.keyboard.type(TEST_PASSWORD)
     page.keyboard.press("Enter")
