@@ -5,22 +5,11 @@ number), as a real admission feed is: a thousand copies of one person under a th
 would measure the patient index's worst case instead of the listener.
 """
 
-import threading
 from datetime import date, timedelta
 
-from faker import Faker
+from patients.synthetic.synthea import thread_faker
 
-_thread_state = threading.local()
 _EARLIEST_BIRTH = date(1930, 1, 1)
-
-
-def _faker() -> Faker:
-    # Creating a Faker costs about 20 ms: one per thread, reseeded per message.
-    faker: Faker | None = getattr(_thread_state, "faker", None)
-    if faker is None:
-        faker = Faker("en_US")
-        _thread_state.faker = faker
-    return faker
 
 
 def admission_message(
@@ -32,7 +21,7 @@ def admission_message(
     processing_id: str = "P",
 ) -> bytes:
     """An ADT^A01 (admission, inpatient) for made-up person ``number``, the same bytes for the same number."""
-    faker = _faker()
+    faker = thread_faker()
     faker.seed_instance(number)
     sex = "F" if number % 2 else "M"
     given = faker.first_name_female() if sex == "F" else faker.first_name_male()

@@ -37,7 +37,8 @@ _KEPT_LEADING_DIGITS = 3  # 999 of Synthea's SSNs and licences, 555 of its phone
 _thread_state = threading.local()
 
 
-def _faker() -> Faker:
+def thread_faker() -> Faker:
+    """This thread's Faker (en_US), to be reseeded by the caller."""
     # Creating a Faker costs about 20 ms, more than a whole clone: one per thread, reseeded per clone.
     faker: Faker | None = getattr(_thread_state, "faker", None)
     if faker is None:
@@ -110,7 +111,7 @@ class _BundleCloner:
             if isinstance(name, dict) and name.get("given"):
                 old_given = str(name["given"][0])
                 break
-        faker = _faker()
+        faker = thread_faker()
         faker.seed_instance(self.randomness.getrandbits(64))
         draw = {"female": faker.first_name_female, "male": faker.first_name_male}.get(
             str(patient.get("gender")), faker.first_name
@@ -232,7 +233,7 @@ class _BundleCloner:
             # Earlier, never later, so that no encounter of the clone comes before its birth.
             shifted = date.fromisoformat(birth_date) - timedelta(days=self.randomness.randint(1, 10))
             patient["birthDate"] = shifted.isoformat()
-        faker = _faker()
+        faker = thread_faker()
         faker.seed_instance(self.randomness.getrandbits(64))
         street = str(faker.street_address())
         for address in patient.get("address") or ():
