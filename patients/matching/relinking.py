@@ -18,7 +18,7 @@ from django.utils import timezone
 from core.bulk import rows_update
 from patients.matching import decisions
 from patients.matching.decisions import Member, ScoredCandidate, decide, pair_vetoes
-from patients.matching.features import Features
+from patients.matching.features import FEATURES_VERSION, Features
 from patients.matching.golden import patients_golden_recompute
 from patients.matching.linking import active_weights, record_features, records_features_write
 from patients.matching.scoring import DEFAULT_MODEL_PATH, MatchModelWeights, pair_score
@@ -58,10 +58,10 @@ def _records() -> tuple[list[_Record], list[SourcePatient]]:
     )
     found, outdated = [], []
     for pk, source_id, stored, resource, patient_id, origin in rows:
-        record = SourcePatient(pk=pk, resource=resource, match_features=stored or {})
-        features = record_features(record)
-        if features is not stored:
-            record.match_features = features
+        features = stored
+        if not stored or stored.get("version") != FEATURES_VERSION:
+            record = SourcePatient(pk=pk, resource=resource, match_features=stored or {})
+            features = record.match_features = record_features(record)
             outdated.append(record)
         found.append(_Record(pk, source_id, features, patient_id, origin or PatientLink.Origin.AUTO))
     return found, outdated
