@@ -12,6 +12,13 @@ from patients.models import InboundPayload, Source
 from patients.services import source_create, source_token_issue
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+VITAL_SIGNS_CATEGORY = [
+    {
+        "coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}
+        ]
+    }
+]
 
 
 @pytest.fixture
@@ -66,16 +73,7 @@ def blood_pressure(
         "resourceType": "Observation",
         "id": resource_id,
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS_CATEGORY,
         "code": {
             "coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}]
         },

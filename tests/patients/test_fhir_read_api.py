@@ -29,7 +29,7 @@ from patients.api.fhir_parameters import CLINICAL_PARAMETERS, PATIENT_PARAMETERS
 from patients.fhir import resource_validation_problems
 from patients.models import InboundPayload, Patient, ResourceCoding, Source, SourcePatient, SourceResource
 from patients.services import source_create
-from tests.patients.conftest import SHARED_DATA, as_bytes
+from tests.patients.conftest import SHARED_DATA, VITAL_SIGNS_CATEGORY, as_bytes
 
 SYNTHEA = SHARED_DATA / "synthea-r4"
 TONY_ID = "f6d715f8-94c0-49ad-a46a-4f96dc7a67b4"  # Tony Douglas, 1972-04-18, 555-707-6353, allergies
@@ -757,16 +757,7 @@ def test_free_text_blood_pressure_and_a_brand_name_are_found_by_standard_codes(
         "resourceType": "Observation",
         "id": "bp-text-1",
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS_CATEGORY,
         "code": {"text": "Blood pressure"},
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": "2024-06-01T10:00:00Z",

@@ -17,7 +17,7 @@ from core.roles import CARE_COORDINATOR, EXECUTIVE
 from patients.chart import patient_chart_get
 from patients.models import InboundPayload, Patient, Source
 from patients.services import source_create
-from tests.patients.conftest import as_bytes, blood_pressure, patient, transaction
+from tests.patients.conftest import VITAL_SIGNS_CATEGORY, as_bytes, blood_pressure, patient, transaction
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -29,16 +29,7 @@ def _weight(resource_id: str, subject: str, *, kilograms: float, when: str) -> d
         "resourceType": "Observation",
         "id": resource_id,
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS_CATEGORY,
         "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
         "subject": {"reference": subject},
         "effectiveDateTime": when,
@@ -267,16 +258,7 @@ def _free_text_blood_pressure(resource_id: str, subject: str) -> dict[str, Any]:
         "resourceType": "Observation",
         "id": resource_id,
         "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
+        "category": VITAL_SIGNS_CATEGORY,
         "code": {"text": "Blood pressure"},
         "subject": {"reference": subject},
         "effectiveDateTime": "2024-06-01T10:00:00Z",
