@@ -274,13 +274,28 @@ class ObservationFacts:
         return index
 
 
-def patient_chart_get(patient: Patient) -> PatientChart:
-    """Everything the patient page shows, in four queries whatever the size of the record."""
-    links = list(
+def patient_links_get(patient: Patient) -> list[PatientLink]:
+    """The patient's links with their source records and sources, in the order the page lists them."""
+    return list(
         PatientLink.objects.filter(patient=patient)
         .select_related("source_patient__source")
+        # What badges show: the records' JSON, features and the link's comparisons stay in the database.
+        .only(
+            "state",
+            "origin",
+            "patient_id",
+            "source_patient__source_record_id",
+            "source_patient__source__slug",
+            "source_patient__source__name",
+            "source_patient__source__kind",
+        )
         .order_by("source_patient__source__name", "source_patient__source_record_id")
     )
+
+
+def patient_chart_get(patient: Patient) -> PatientChart:
+    """Everything the patient page shows, in four queries whatever the size of the record."""
+    links = patient_links_get(patient)
     badges = {
         link.source_patient_id: SourceBadge(
             link.source_patient.source.slug,

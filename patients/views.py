@@ -5,6 +5,7 @@ from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.dateparse import parse_date
 from django.views import View
@@ -12,10 +13,11 @@ from django.views.generic import TemplateView
 
 from core.audit import phi_access_record, phi_access_record_many
 from core.models import AccessEvent
-from patients.chart import PatientChart, patient_chart_get
-from patients.figures import blood_pressure_figure, series_figure, source_colours, weight_figure
+from patients.chart import PatientChart, patient_chart_get, patient_links_get
+from patients.figures import blood_pressure_figure, series_figure, weight_figure
 from patients.ingest.processing import payload_replay
 from patients.models import InboundPayload, Patient, Source
+from patients.page_cache import clinical_html_get
 from patients.selectors import golden_patient_get, golden_patient_search, payload_list, source_status_list
 
 PAYLOADS_PER_PAGE = 50
@@ -134,21 +136,32 @@ class PatientDetailView(PermissionRequiredMixin, TemplateView):
         if str(patient.external_id) != str(self.kwargs["external_id"]):
             self.merged_into = patient  # rendered with a notice: the id asked for was merged away
         phi_access_record(purpose="patient page", request=self.request, patient_ref=patient.external_id)
-        chart = patient_chart_get(patient)
         record = patient.record
         return {
             **super().get_context_data(**kwargs),
             "patient": patient,
-            "chart": chart,
+            "links": patient_links_get(patient),
+            "clinical": clinical_html_get(patient, lambda: _clinical_render(patient)),
             "record": record,
             "demographics": _demographic_rows(patient),
             "merged_from_id": self.kwargs["external_id"] if hasattr(self, "merged_into") else None,
+        }
+
+
+def _clinical_render(patient: Patient) -> str:
+    """The page's clinical part (trends and every clinical section) for ``patients.page_cache``."""
+    chart = patient_chart_get(patient)
+    return render_to_string(
+        "patients/patient_detail.html#clinical",
+        {
+            "patient": patient,
+            "chart": chart,
             "blood_pressure": blood_pressure_figure(chart.series),
             "weight": weight_figure(chart.series),
-            "source_colours": source_colours([link.source_patient.source.slug for link in chart.links]),
             "preview": SECTION_PREVIEW,
             "preview_slice": f":{SECTION_PREVIEW}",
-        }
+        },
+    )
 
 
 # The patient page lists this many facts a section (the most recent); "Show all" fetches the rest.

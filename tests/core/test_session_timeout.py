@@ -3,15 +3,25 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.roles import CARE_COORDINATOR
+from tests.conftest import TEST_PASSWORD
 
-def test_session_lasts_the_idle_timeout_and_dies_with_the_browser(coordinator_client: Client) -> None:
+
+def test_session_lasts_the_idle_timeout_and_dies_with_the_browser(role_users: dict[str, User]) -> None:
     before = timezone.now()
-    response = coordinator_client.get("/patients/")
+    client = Client()
+    response = client.post(
+        "/accounts/login/", {"username": role_users[CARE_COORDINATOR].username, "password": TEST_PASSWORD}
+    )
 
+    assert response.status_code == 302
     assert settings.SESSION_COOKIE_AGE == settings.SESSION_IDLE_TIMEOUT_MINUTES * 60 == 900
     cookie = response.cookies[settings.SESSION_COOKIE_NAME]
     assert cookie["max-age"] == ""  # a browser-session cookie: closing the browser ends it
@@ -30,6 +40,22 @@ def test_activity_pushes_the_deadline_forward(coordinator_client: Client) -> Non
     assert expire_date > timezone.now() + timedelta(minutes=14)
 
 
+def test_the_deadline_is_written_at_most_once_a_minute(coordinator_client: Client) -> None:
+    session_key = coordinator_client.session.session_key
+    renewed = timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE - 30)
+    Session.objects.filter(session_key=session_key).update(expire_date=renewed)
+
+    with CaptureQueriesContext(connection) as recent:
+        coordinator_client.get("/patients/")
+    assert Session.objects.get(session_key=session_key).expire_date == renewed
+    assert not [query for query in recent.captured_queries if query["sql"].startswith("UPDATE")]
+
+    a_minute_old = timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE - 61)
+    Session.objects.filter(session_key=session_key).update(expire_date=a_minute_old)
+    coordinator_client.get("/patients/")
+    assert Session.objects.get(session_key=session_key).expire_date > timezone.now() + timedelta(seconds=895)
+
+
 def test_an_idle_session_is_sent_back_to_login(coordinator_client: Client) -> None:
     session_key = coordinator_client.session.session_key
     Session.objects.filter(session_key=session_key).update(expire_date=timezone.now() - timedelta(seconds=1))
@@ -38,3 +64,12 @@ def test_an_idle_session_is_sent_back_to_login(coordinator_client: Client) -> No
 
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_logging_out_ends_the_session_at_once(coordinator_client: Client) -> None:
+    session_key = coordinator_client.session.session_key
+
+    coordinator_client.post("/accounts/logout/")
+
+    assert not Session.objects.filter(session_key=session_key).exists()
+    assert coordinator_client.get("/patients/").status_code == 302
