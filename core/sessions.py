@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 
@@ -21,7 +21,7 @@ class SessionStore(DatabaseSessionStore):
     loaded_expire_date: datetime | None = None
 
     def _get_session_from_db(self) -> Any:
-        found = super()._get_session_from_db()
+        found = super()._get_session_from_db()  # type: ignore[misc]  # django-stubs lacks this private method
         self.loaded_expire_date = found.expire_date if found is not None else None
         return found
 
@@ -34,7 +34,7 @@ class SessionStore(DatabaseSessionStore):
 
 
 class IdleSessionMiddleware(SessionMiddleware):
-    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         session = getattr(request, "session", None)
         if (
             isinstance(session, SessionStore)
