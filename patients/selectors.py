@@ -1,5 +1,6 @@
 """Reads of source systems, their payloads and golden patients, for the pages and the APIs."""
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -144,13 +145,28 @@ def _keys_patients(keys: list[str]) -> set[int]:
     return _patient_ids_of_records(list(records))
 
 
+# A search scores up to _CANDIDATE_LIMIT names, and names repeat: fold each and look up its nickname
+# groups once per process (bounded), not once per candidate.
+@functools.lru_cache(maxsize=65_536)
+def _first_name_folded(given_names: str) -> str:
+    return ascii_fold(given_names.split(" ")[0]) if given_names else ""
+
+
+_family_folded = functools.lru_cache(maxsize=65_536)(ascii_fold)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _name_groups(given: str) -> frozenset[str]:
+    return frozenset(given_name_groups(given))
+
+
 def _name_similarity(query_first: str, query_last: str, given_names: str, family_name: str) -> float:
-    given = ascii_fold(given_names.split(" ")[0]) if given_names else ""
-    family = ascii_fold(family_name)
+    given = _first_name_folded(given_names)
+    family = _family_folded(family_name)
     family_score = jellyfish.jaro_winkler_similarity(query_last, family) if family else 0.0
     if not query_first:
         return max(family_score, jellyfish.jaro_winkler_similarity(query_last, given) if given else 0.0)
-    if set(given_name_groups(query_first)) & set(given_name_groups(given)):
+    if _name_groups(query_first) & _name_groups(given):
         given_score = 1.0
     else:
         given_score = jellyfish.jaro_winkler_similarity(query_first, given) if given else 0.0
