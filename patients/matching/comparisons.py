@@ -79,6 +79,20 @@ def _names_swapped(a: Features, b: Features) -> bool:
     return bool(a["given"]) and a["family"] == b["given"] and a["given"] == b["family"]
 
 
+# Swapped with a typo on either side: "Huxley Claudia" for "Claudia Huxlee". A first name is rarely this
+# close to somebody else's family name, so twins and siblings (different first names) never get here.
+SWAPPED_NAMES_SIMILARITY = 0.88
+
+
+def _names_swapped_close(a: Features, b: Features) -> bool:
+    return (
+        bool(a["given"])
+        and bool(b["given"])
+        and jellyfish.jaro_winkler_similarity(a["family"], b["given"]) >= SWAPPED_NAMES_SIMILARITY
+        and jellyfish.jaro_winkler_similarity(a["given"], b["family"]) >= SWAPPED_NAMES_SIMILARITY
+    )
+
+
 def _given_is_other_given(a: Features, b: Features) -> bool:
     """One record's first name is the other's middle name (a person known by their middle name)."""
     return a["given"] in b["given_others"] or b["given"] in a["given_others"]
@@ -164,6 +178,12 @@ COMPARISONS: tuple[Comparison, ...] = (
                 "given and family names swapped",
                 "family_l = given_r AND given_l = family_r",
                 _names_swapped,
+            ),
+            Level(
+                "given and family names swapped, with typos",
+                f"jaro_winkler_similarity(family_l, given_r) >= {SWAPPED_NAMES_SIMILARITY} "
+                f"AND jaro_winkler_similarity(given_l, family_r) >= {SWAPPED_NAMES_SIMILARITY}",
+                _names_swapped_close,
             ),
             Level(
                 "jaro-winkler >= 0.80",

@@ -21,11 +21,11 @@ _ELSE_LEVEL = {comparison.name: len(comparison.levels) - 1 for comparison in COM
 _SAME_IDENTIFIER_LEVEL = 1
 # Given-name levels that say "the same name": exact, or nickname-equivalent.
 _GIVEN_NAME_AGREES = {1, 2}
-_NAMES_SWAPPED_LEVEL = next(
+_NAMES_SWAPPED_LEVELS = {
     index
     for index, level in enumerate(COMPARISONS[_COMPARISON_INDEX["family_name"]].levels)
-    if level.label == "given and family names swapped"
-)
+    if level.label.startswith("given and family names swapped")
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def pair_vetoes(left: Features, right: Features, score: PairScore) -> list[str]:
     vetoes = []
     if left["placeholder"] or right["placeholder"]:
         vetoes.append("placeholder identity")
-    names_swapped = _level(score, "family_name") == _NAMES_SWAPPED_LEVEL
+    names_swapped = _level(score, "family_name") in _NAMES_SWAPPED_LEVELS
     same_identifier = _level(score, "identifier") == _SAME_IDENTIFIER_LEVEL
     given_level = _level(score, "given_name")
     if given_level == _ELSE_LEVEL["given_name"] and not (names_swapped or same_identifier):

@@ -215,6 +215,12 @@ LEVEL_PAIRS: list[tuple[Features, Features, str, str]] = [
         "family_name",
         "given and family names swapped",
     ),
+    (
+        person(given="huxley", family="claudia"),
+        person(given="claudia", family="huxlee"),
+        "family_name",
+        "given and family names swapped, with typos",
+    ),
     (person(family="christopher"), person(family="christian"), "family_name", "jaro-winkler >= 0.80"),
     (person(family="quigley"), person(family="zhang"), "family_name", "different"),
     (person(family="quigley"), person(), "family_name", "missing"),
@@ -445,6 +451,15 @@ def test_given_and_family_names_swapped_are_not_vetoed_for_the_first_name() -> N
         vetoes_of(fhir_features("Wei", "Zhang", "1970-01-20"), fhir_features("Zhang", "Wei", "1970-01-20"))
         == []
     )
+
+
+def test_names_swapped_with_a_typo_are_not_vetoed_but_twins_still_are() -> None:
+    swapped = fhir_features("Huxley", "Claudia", "1970-01-20", sex="female")
+    registered = fhir_features("Claudia", "Huxlee", "1970-01-20", sex="female")
+    twin = fhir_features("Chloe", "Huxlee", "1970-01-20", sex="female")
+
+    assert vetoes_of(swapped, registered) == []
+    assert vetoes_of(registered, twin) == ["first names differ"]
 
 
 def test_junior_and_senior_are_vetoed_for_birth_date_and_suffix() -> None:
