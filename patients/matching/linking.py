@@ -28,8 +28,12 @@ from patients.models import MatchKey, MatchModel, MatchReview, Patient, PatientL
 
 logger = logging.getLogger(__name__)
 
-# Candidates beyond this many (a key shared by a huge household, a test phone number) are not scored.
-MAX_CANDIDATES = 500
+# The records sharing the most blocking keys with a new record are scored, at most this many: a true
+# match shares several keys (name, birth date, phone, address, ...), while a common name alone brings
+# thousands of records that share that one key and nothing else.
+MAX_CANDIDATES = 50
+# Of one key, at most this many records are counted (a key as common as "John Smith" is weak evidence).
+KEY_RECORDS_COUNTED = 1000
 _model_cache: dict[int, MatchModelWeights] = {}
 
 
@@ -124,16 +128,35 @@ def _members(patient_ids: Sequence[int], *, source_id: int) -> dict[int, list[Me
     return members
 
 
+def _records_sharing_most_keys(keys: list[str], *, record_id: int | None) -> list[int]:
+    """Up to MAX_CANDIDATES records, those sharing the most of ``keys`` first (ties: the oldest first)."""
+    if not keys:
+        return []
+    table = MatchKey._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT found.source_patient_id
+              FROM unnest(%s::text[]) AS wanted(key)
+             CROSS JOIN LATERAL (
+                   SELECT m.source_patient_id FROM {table} m
+                    WHERE m.key = wanted.key AND m.source_patient_id IS DISTINCT FROM %s::bigint
+                    LIMIT %s
+                   ) AS found
+             GROUP BY found.source_patient_id
+             ORDER BY count(*) DESC, found.source_patient_id
+             LIMIT %s
+            """,  # noqa: S608 (the table name comes from the model)
+            [sorted(set(keys)), record_id, KEY_RECORDS_COUNTED, MAX_CANDIDATES],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def candidates_score(
     *, model: MatchModelWeights, record_id: int | None, features: Features, keys: list[str]
 ) -> list[ScoredCandidate]:
     """Every linked record sharing a blocking key with ``features``, scored against it."""
-    candidate_ids = list(
-        MatchKey.objects.filter(key__in=keys)
-        .exclude(source_patient_id=record_id)
-        .values_list("source_patient_id", flat=True)
-        .distinct()[:MAX_CANDIDATES]
-    )
+    candidate_ids = _records_sharing_most_keys(keys, record_id=record_id)
     rows = SourcePatient.objects.filter(pk__in=candidate_ids, link__isnull=False).values_list(
         "pk", "match_features", "link__patient_id"
     )

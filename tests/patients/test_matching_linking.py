@@ -552,3 +552,51 @@ def test_two_rows_of_one_csv_export_for_one_person_link(crm: Source, land: Land)
     assert first.link.patient_id == second.link.patient_id
     assert {first.link.state, second.link.state} <= {PatientLink.State.MATCH, PatientLink.State.NO_MATCH}
     assert link_of(crm, "C-200").state == PatientLink.State.MATCH
+
+
+def test_the_record_sharing_most_keys_is_found_among_more_namesakes_than_are_scored(
+    land: Land, hospital: Source, clinic: Source
+) -> None:
+    from patients.matching.linking import MAX_CANDIDATES
+
+    namesakes = [
+        person(
+            f"garcia-{number}",
+            given=("Maria",),
+            family="Garcia",
+            birth_date=f"19{40 + number // 12:02d}-{number % 12 + 1:02d}-{number % 27 + 1:02d}",
+            phone=f"(617) 555-{1000 + number:04d}",
+            line=f"{number + 1} Harbor Road",
+            postal_code=f"02{number:03d}",
+        )
+        for number in range(3 * MAX_CANDIDATES)
+    ]
+    send(land, hospital, *namesakes)
+    last = namesakes[-1]  # the newest of them: a lookup stopping at the first records would miss her
+    # The precondition: their shared name key alone brings more records than are scored.
+    largest = max(
+        MatchKey.objects.filter(key__startswith="n:").values_list("key", flat=True).distinct(),
+        key=lambda key: MatchKey.objects.filter(key=key).count(),
+    )
+    assert MatchKey.objects.filter(key=largest).count() > MAX_CANDIDATES
+
+    send(
+        land,
+        clinic,
+        person(
+            "c-garcia",
+            mrn_system="urn:oid:2.16.840.1.113883.3.1001.2",
+            given=("Maria",),
+            family="Garcia",
+            birth_date=last["birthDate"],
+            phone=last["telecom"][0]["value"],
+            line=last["address"][0]["line"][0],
+            postal_code=last["address"][0]["postalCode"],
+        ),
+    )
+
+    link = PatientLink.objects.get(source_patient__source_record_id="c-garcia")
+    assert link.state == PatientLink.State.MATCH
+    assert link.patient == patient_resolve(
+        PatientLink.objects.get(source_patient__source_record_id=last["id"]).patient
+    )
