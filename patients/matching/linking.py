@@ -5,6 +5,7 @@ Candidate search uses the blocking keys in the database (``MatchKey``), scoring 
 the other, so a person arriving twice in one payload ends up once.
 """
 
+import json
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
@@ -32,8 +33,9 @@ logger = logging.getLogger(__name__)
 # match shares several keys (name, birth date, phone, address, ...), while a common name alone brings
 # thousands of records that share that one key and nothing else.
 MAX_CANDIDATES = 50
-# Of one key, at most this many records are counted (a key as common as "John Smith" is weak evidence).
-KEY_RECORDS_COUNTED = 1000
+# Of one key, at most this many records are counted: a key as common as "John Smith" is weak evidence,
+# and the records that share rarer keys as well rank first anyway.
+KEY_RECORDS_COUNTED = 250
 _model_cache: dict[int, MatchModelWeights] = {}
 
 
@@ -128,40 +130,49 @@ def _members(patient_ids: Sequence[int], *, source_id: int) -> dict[int, list[Me
     return members
 
 
-def _records_sharing_most_keys(keys: list[str], *, record_id: int | None) -> list[int]:
-    """Up to MAX_CANDIDATES records, those sharing the most of ``keys`` first (ties: the oldest first)."""
+def _candidates_fetch(keys: list[str], *, record_id: int | None) -> list[tuple[int, Features, int]]:
+    """(record, features, patient) of up to MAX_CANDIDATES linked records, those sharing the most of
+    ``keys`` first (ties: the oldest first), in one statement."""
     if not keys:
         return []
-    table = MatchKey._meta.db_table
+    key_table, record_table = MatchKey._meta.db_table, SourcePatient._meta.db_table
+    link_table = PatientLink._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT found.source_patient_id
-              FROM unnest(%s::text[]) AS wanted(key)
-             CROSS JOIN LATERAL (
-                   SELECT m.source_patient_id FROM {table} m
-                    WHERE m.key = wanted.key AND m.source_patient_id IS DISTINCT FROM %s::bigint
-                    LIMIT %s
-                   ) AS found
-             GROUP BY found.source_patient_id
-             ORDER BY count(*) DESC, found.source_patient_id
-             LIMIT %s
-            """,  # noqa: S608 (the table name comes from the model)
+            WITH found AS (
+                SELECT shared.source_patient_id, count(*) AS keys_shared
+                  FROM unnest(%s::text[]) AS wanted(key)
+                 CROSS JOIN LATERAL (
+                       SELECT m.source_patient_id FROM {key_table} m
+                        WHERE m.key = wanted.key AND m.source_patient_id IS DISTINCT FROM %s::bigint
+                        LIMIT %s
+                       ) AS shared
+                 GROUP BY shared.source_patient_id
+                 ORDER BY count(*) DESC, shared.source_patient_id
+                 LIMIT %s
+            )
+            SELECT r.id, r.match_features, l.patient_id
+              FROM found
+              JOIN {record_table} r ON r.id = found.source_patient_id
+              JOIN {link_table} l ON l.source_patient_id = found.source_patient_id
+             ORDER BY found.keys_shared DESC, found.source_patient_id
+            """,  # noqa: S608 (the table names come from the models)
             [sorted(set(keys)), record_id, KEY_RECORDS_COUNTED, MAX_CANDIDATES],
         )
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    return [
+        (candidate_id, value if isinstance(value, dict) else json.loads(value), patient_id)
+        for candidate_id, value, patient_id in rows
+    ]
 
 
 def candidates_score(
     *, model: MatchModelWeights, record_id: int | None, features: Features, keys: list[str]
 ) -> list[ScoredCandidate]:
-    """Every linked record sharing a blocking key with ``features``, scored against it."""
-    candidate_ids = _records_sharing_most_keys(keys, record_id=record_id)
-    rows = SourcePatient.objects.filter(pk__in=candidate_ids, link__isnull=False).values_list(
-        "pk", "match_features", "link__patient_id"
-    )
+    """The linked records sharing the most blocking keys with ``features``, scored against it."""
     scored = []
-    for candidate_id, candidate_features, patient_id in rows:
+    for candidate_id, candidate_features, patient_id in _candidates_fetch(keys, record_id=record_id):
         score = pair_score(model, features, candidate_features)
         scored.append(
             ScoredCandidate(candidate_id, patient_id, score, pair_vetoes(features, candidate_features, score))

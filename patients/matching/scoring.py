@@ -59,11 +59,19 @@ class MatchModelWeights:
 class PairScore:
     match_weight: float
     levels: list[int] = field(default_factory=list)  # level index per comparison
-    details: dict[str, dict[str, Any]] = field(default_factory=dict)  # comparison -> level label, weight
+    weights: list[float] = field(default_factory=list)  # weight per comparison (term frequencies applied)
 
     @property
     def probability(self) -> float:
         return weight_to_probability(self.match_weight)
+
+    @property
+    def details(self) -> dict[str, dict[str, Any]]:
+        """Comparison -> level label and weight: what a link stores to say why (built when asked for)."""
+        return {
+            comparison.name: {"level": comparison.levels[level].label, "weight": round(weight, 3)}
+            for comparison, level, weight in zip(COMPARISONS, self.levels, self.weights, strict=True)
+        }
 
 
 def weight_to_probability(weight: float) -> float:
@@ -157,6 +165,6 @@ def pair_score(model: MatchModelWeights, left: Features, right: Features) -> Pai
                 weight += math.log2(weights.u_probabilities[index]) - math.log2(max(found))
         total += weight
         score.levels.append(index)
-        score.details[comparison.name] = {"level": weights.labels[index], "weight": round(weight, 3)}
+        score.weights.append(weight)
     score.match_weight = total
     return score
