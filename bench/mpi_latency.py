@@ -212,7 +212,7 @@ def match_only(record: Any, *, model: Any) -> tuple[float, float, int, Any]:
     """
     from patients.matching.decisions import decide
     from patients.matching.features import blocking_keys
-    from patients.matching.linking import _members, candidates_score, record_features
+    from patients.matching.linking import candidates_score, decision_members, record_features
     from patients.models import MatchReview
 
     started = time.perf_counter()
@@ -225,14 +225,13 @@ def match_only(record: Any, *, model: Any) -> tuple[float, float, int, Any]:
             "patient_id", flat=True
         )
     )
-    patient_ids = sorted({candidate.patient_id for candidate in scored})
     decision = decide(
         model=model,
         record_id=record.pk,
         source_id=record.source_id,
         features=features,
         candidates=scored,
-        members=_members(patient_ids, source_id=record.source_id) if features["identifiers"] else {},
+        members=decision_members(model=model, scored=scored, source_id=record.source_id, features=features),
         rejected_patients=rejected,
     )
     finished = time.perf_counter()

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection
+from django.db.models.fields.json import KeyTransform
 
 from core.bulk import rows_update
 from patients.matching import decisions
@@ -120,14 +121,27 @@ class LinkOutcome:
 
 def _members(patient_ids: Sequence[int], *, source_id: int) -> dict[int, list[Member]]:
     members: dict[int, list[Member]] = {}
+    if not patient_ids:
+        return members
     rows = SourcePatient.objects.filter(link__patient_id__in=patient_ids, source_id=source_id).values_list(
-        "pk", "link__patient_id", "match_features"
+        "pk", "link__patient_id", KeyTransform("identifiers", "match_features")
     )
-    for record_id, patient_id, features in rows:
-        members.setdefault(patient_id, []).append(
-            Member(record_id, source_id, tuple(features.get("identifiers") or []))
-        )
+    for record_id, patient_id, identifiers in rows:
+        members.setdefault(patient_id, []).append(Member(record_id, source_id, tuple(identifiers or [])))
     return members
+
+
+def decision_members(
+    *, model: MatchModelWeights, scored: list[ScoredCandidate], source_id: int, features: Features
+) -> dict[int, list[Member]]:
+    """What the same-source rule needs: the records of this source already linked to the candidate
+    patients that could be linked or sent to review (a patient below the review weight can be neither)."""
+    if not features["identifiers"]:
+        return {}
+    patient_ids = sorted(
+        {candidate.patient_id for candidate in scored if candidate.score.match_weight >= model.review_weight}
+    )
+    return _members(patient_ids, source_id=source_id)
 
 
 def _candidates_fetch(keys: list[str], *, record_id: int | None) -> list[tuple[int, Features, int]]:
@@ -238,7 +252,6 @@ def record_link(
         touched.add(link.patient_id)  # a steward's decision stands; only the golden record changes
         return None
     scored = candidates_score(model=model, record_id=record.pk, features=features, keys=keys)
-    patient_ids = sorted({candidate.patient_id for candidate in scored})
     rejected = frozenset(
         MatchReview.objects.filter(source_patient=record, status=MatchReview.Status.REJECTED).values_list(
             "patient_id", flat=True
@@ -250,7 +263,7 @@ def record_link(
         source_id=record.source_id,
         features=features,
         candidates=scored,
-        members=_members(patient_ids, source_id=record.source_id) if features["identifiers"] else {},
+        members=decision_members(model=model, scored=scored, source_id=record.source_id, features=features),
         rejected_patients=rejected,
     )
     fields = _link_fields(decision, model=model)
