@@ -293,9 +293,10 @@ def patient_links_get(patient: Patient) -> list[PatientLink]:
     )
 
 
-def patient_chart_get(patient: Patient) -> PatientChart:
-    """Everything the patient page shows, in four queries whatever the size of the record."""
-    links = patient_links_get(patient)
+def patient_chart_get(patient: Patient, *, links: list[PatientLink] | None = None) -> PatientChart:
+    """Everything the patient page shows, in four queries whatever the size of the record (three when the
+    caller already has ``patient_links_get``)."""
+    links = patient_links_get(patient) if links is None else links
     badges = {
         link.source_patient_id: SourceBadge(
             link.source_patient.source.slug,

@@ -19,6 +19,7 @@ Only the rendering is reused. Access is checked and the view audited on every re
 On another database than PostgreSQL (the SQLite unit layer) nothing is cached.
 """
 
+import functools
 from collections.abc import Callable
 
 from django.core.cache import caches
@@ -30,6 +31,7 @@ from patients.models import Patient, PatientConflict, PatientLink, Source, Sourc
 CACHE_ALIAS = "patient_pages"
 
 
+@functools.cache
 def _version_sql() -> str:
     """One statement; ``xmin``/``cmin`` are 32-bit ids, summed as bigint (a change moves the sum)."""
     link, record, source = PatientLink._meta.db_table, SourcePatient._meta.db_table, Source._meta.db_table

@@ -16,7 +16,7 @@ from core.models import AccessEvent
 from patients.chart import PatientChart, patient_chart_get, patient_links_get
 from patients.figures import blood_pressure_figure, series_figure, weight_figure
 from patients.ingest.processing import payload_replay
-from patients.models import InboundPayload, Patient, Source
+from patients.models import InboundPayload, Patient, PatientLink, Source
 from patients.page_cache import clinical_html_get
 from patients.selectors import golden_patient_get, golden_patient_search, payload_list, source_status_list
 
@@ -137,20 +137,21 @@ class PatientDetailView(PermissionRequiredMixin, TemplateView):
             self.merged_into = patient  # rendered with a notice: the id asked for was merged away
         phi_access_record(purpose="patient page", request=self.request, patient_ref=patient.external_id)
         record = patient.record
+        links = patient_links_get(patient)
         return {
             **super().get_context_data(**kwargs),
             "patient": patient,
-            "links": patient_links_get(patient),
-            "clinical": clinical_html_get(patient, lambda: _clinical_render(patient)),
+            "links": links,
+            "clinical": clinical_html_get(patient, lambda: _clinical_render(patient, links)),
             "record": record,
             "demographics": _demographic_rows(patient),
             "merged_from_id": self.kwargs["external_id"] if hasattr(self, "merged_into") else None,
         }
 
 
-def _clinical_render(patient: Patient) -> str:
+def _clinical_render(patient: Patient, links: list[PatientLink]) -> str:
     """The page's clinical part (trends and every clinical section) for ``patients.page_cache``."""
-    chart = patient_chart_get(patient)
+    chart = patient_chart_get(patient, links=links)
     return render_to_string(
         "patients/patient_detail.html#clinical",
         {

@@ -175,10 +175,8 @@ def _candidates_fetch(keys: list[str], *, record_id: int | None) -> list[tuple[i
             [sorted(set(keys)), record_id, KEY_RECORDS_COUNTED, MAX_CANDIDATES],
         )
         rows = cursor.fetchall()
-    return [
-        (candidate_id, value if isinstance(value, dict) else json.loads(value), patient_id)
-        for candidate_id, value, patient_id in rows
-    ]
+    # Django's PostgreSQL backend hands jsonb over as text (JSONField decodes it): so does this cursor.
+    return [(candidate_id, json.loads(value), patient_id) for candidate_id, value, patient_id in rows]
 
 
 def candidates_score(

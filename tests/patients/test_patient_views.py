@@ -1,6 +1,5 @@
 """Patient search and the unified patient page, on PostgreSQL, with data landed through the real pipeline."""
 
-import copy
 import re
 from collections.abc import Callable
 from typing import Any
@@ -52,14 +51,20 @@ def _sources() -> tuple[Source, Source, Source]:
     )
 
 
+def _alma_at_the_clinic() -> dict[str, Any]:
+    """Alma's record in the clinic EHR (sent again with more resources by several tests)."""
+    record = patient("c-1", identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.2", "value": "C-77"}])
+    record["name"] = [{"family": "QUIGLEY", "given": ["Alma", "June"]}]
+    return record
+
+
 @pytest.fixture
 def alma(land: Land) -> Patient:
     """Alma Quigley in three systems (the CRM has a newer phone), with a blood pressure in each EHR."""
     hospital, clinic, crm = _sources()
     first = patient("h-1")
     land(hospital, as_bytes(transaction(first, blood_pressure("bp-h", "urn:uuid:h-1"))))
-    second = patient("c-1", identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.2", "value": "C-77"}])
-    second["name"] = [{"family": "QUIGLEY", "given": ["Alma", "June"]}]
+    second = _alma_at_the_clinic()
     land(
         clinic,
         as_bytes(
@@ -206,10 +211,7 @@ def test_patient_page_query_count_does_not_grow_with_the_record(
         )
         for index in range(25)
     ]
-    second = copy.deepcopy(
-        patient("c-1", identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.2", "value": "C-77"}])
-    )
-    second["name"] = [{"family": "QUIGLEY", "given": ["Alma", "June"]}]
+    second = _alma_at_the_clinic()
     land(clinic, as_bytes(transaction(second, *more)))
     with CaptureQueriesContext(connection) as large:
         response = coordinator_client.get(url)
@@ -421,8 +423,7 @@ def test_long_sections_show_the_most_recent_facts_and_fetch_the_rest(
     alma: Patient, coordinator_client: Client, land: Land
 ) -> None:
     clinic = Source.objects.get(slug="clinic-ehr")
-    second = patient("c-1", identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.2", "value": "C-77"}])
-    second["name"] = [{"family": "QUIGLEY", "given": ["Alma", "June"]}]
+    second = _alma_at_the_clinic()
     weights = [
         _weight(f"w-{index}", "urn:uuid:c-1", kilograms=60 + index, when=f"2021-03-{index + 1:02d}T08:00:00Z")
         for index in range(28)
@@ -492,8 +493,7 @@ def test_an_unchanged_record_is_drawn_once_and_every_kind_of_change_redraws_it(
 
     # A newer version of a resource, landed through the pipeline.
     clinic = Source.objects.get(slug="clinic-ehr")
-    second = patient("c-1", identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.2", "value": "C-77"}])
-    second["name"] = [{"family": "QUIGLEY", "given": ["Alma", "June"]}]
+    second = _alma_at_the_clinic()
     land(
         clinic,
         as_bytes(
