@@ -1,6 +1,7 @@
 """Patient index speed at scale: matching one new record online, and re-linking every record in bulk.
 
     .venv/bin/python bench/mpi_latency.py [--records 1000000] [--new-records 2000] [--seed 0] [--profile]
+        [--online-only]
 
 1. Recreates the database "bench_mpi_latency", migrates it and loads ``--records`` synthetic source
    records straight into it with COPY: ingesting a million records through the pipeline would take
@@ -490,6 +491,9 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="Sample online linking and the re-link with py-spy."
     )
+    parser.add_argument(
+        "--online-only", action="store_true", help="Stop after online matching (no Splink, no re-link)."
+    )
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="Server URL.")
     options = parser.parse_args()
 
@@ -516,6 +520,9 @@ def main() -> None:
         online(arrivals, profile=options.profile)
     del arrivals
     gc.collect()
+    if options.online_only:
+        print(memory.report())
+        return
 
     # Splink alone runs before and after the re-link: the spread shows how much other load moved figures.
     with memory.step("Splink alone"):

@@ -65,6 +65,10 @@ def resource_validation_problems(resource: JSON, *, path: str) -> list[tuple[str
         return problems or [(path, str(error))]
     except (ValueError, TypeError) as error:
         return [(path, str(error))]
+    except (
+        Exception
+    ) as error:  # fhir_core trips over some wrong types (a number as a url): invalid, not a crash
+        return [(path, f"a value has a type FHIR does not allow there ({type(error).__name__}: {error})")]
     return []
 
 

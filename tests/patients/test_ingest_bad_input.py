@@ -86,6 +86,11 @@ INVALID_FHIR = [
     ),
     ("bad-date.json", as_bytes(patient("p-1", birthDate="1961-13-45")), "birthDate: Value error"),
     (
+        "number-as-url.json",
+        as_bytes(patient("p-1", photo=[{"url": 12}])),
+        "a value has a type FHIR does not allow there",
+    ),
+    (
         "unknown-type.json",
         as_bytes({"resourceType": "Spaceship", "id": "s1"}),
         "unknown FHIR R4 resource type 'Spaceship'",
