@@ -208,6 +208,24 @@ class SourceResource(models.Model):
         return f"{self.source.slug}/{self.resource_type}/{self.source_record_id}"
 
 
+class SourceResourcesStamp(models.Model):
+    """How often the resources of a source record changed: kept by PostgreSQL triggers, read by nothing else
+    than the patient page cache (``patients.page_cache``).
+
+    Every statement that inserts, updates or deletes rows of ``SourceResource`` (COPY and raw SQL included)
+    counts one change for each source record whose resources it touched, old and new owner alike; so the
+    page can tell that a record of 2,000 resources changed by reading one row, not 2,000.
+    """
+
+    source_patient = models.OneToOneField(
+        SourcePatient, primary_key=True, on_delete=models.CASCADE, related_name="resources_stamp"
+    )
+    changes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"record {self.source_patient_id}: {self.changes} resource changes"
+
+
 class ResourceVersion(models.Model):
     """A superseded version of a source record, kept when a newer one replaces it."""
 

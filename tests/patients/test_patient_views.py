@@ -15,7 +15,16 @@ from core.models import AccessEvent
 from core.permissions import object_permission_grant
 from core.roles import CARE_COORDINATOR, EXECUTIVE
 from patients.chart import patient_chart_get
-from patients.models import InboundPayload, Patient, PatientLink, Source, SourceResource
+from patients.models import (
+    InboundPayload,
+    Patient,
+    PatientLink,
+    ResourceCoding,
+    Source,
+    SourcePatient,
+    SourceResource,
+    SourceResourcesStamp,
+)
 from patients.page_cache import CACHE_ALIAS
 from patients.services import source_create
 from tests.patients.conftest import VITAL_SIGNS_CATEGORY, as_bytes, blood_pressure, patient, transaction
@@ -521,3 +530,38 @@ def test_an_unchanged_record_is_drawn_once_and_every_kind_of_change_redraws_it(
     assert "72.25 kg" in _clinical_part(
         coordinator_client.get(f"/patients/{other.external_id}/").content.decode()
     )
+
+    # A resource taken off its record by SQL no service wrote, moved to another record, then deleted.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE patients_sourceresource SET patient_id = NULL WHERE source_record_id = 'w-c'")
+    assert "72.25 kg" not in _clinical_part(
+        coordinator_client.get(f"/patients/{other.external_id}/").content.decode()
+    )
+    weight = SourceResource.objects.filter(source_record_id="w-c")
+    weight.update(patient=SourcePatient.objects.get(source__slug="hospital-ehr", source_record_id="h-1"))
+    assert "72.25 kg" in _clinical_part(coordinator_client.get(url).content.decode())
+    ResourceCoding.objects.filter(resource__in=weight).delete()
+    weight.delete()
+    assert "72.25 kg" not in _clinical_part(coordinator_client.get(url).content.decode())
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the stamps are kept by PostgreSQL triggers")
+def test_each_statement_counts_one_change_for_every_record_whose_resources_it_touched(alma: Patient) -> None:
+    hospital = SourceResource.objects.select_related("patient").get(source_record_id="bp-h").patient
+    clinic = SourceResource.objects.select_related("patient").get(source_record_id="w-c").patient
+    assert hospital is not None
+    assert clinic is not None
+
+    def changes() -> tuple[int, int]:
+        stamps = dict(SourceResourcesStamp.objects.values_list("source_patient_id", "changes"))
+        return stamps.get(hospital.pk, 0), stamps.get(clinic.pk, 0)
+
+    before = changes()
+    assert before[0] >= 1  # the pipeline stored their resources
+    assert before[1] >= 1
+    SourceResource.objects.filter(patient__in=[hospital, clinic]).update(status="amended")
+    assert changes() == (before[0] + 1, before[1] + 1)
+    SourceResource.objects.filter(patient=hospital).update(patient=clinic)  # old and new owner
+    assert changes() == (before[0] + 2, before[1] + 2)
+    SourceResource.objects.filter(source_record_id="nothing-like-this").update(status="x")
+    assert changes() == (before[0] + 2, before[1] + 2)
