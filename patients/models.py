@@ -208,22 +208,26 @@ class SourceResource(models.Model):
         return f"{self.source.slug}/{self.resource_type}/{self.source_record_id}"
 
 
-class SourceResourcesStamp(models.Model):
-    """How often the resources of a source record changed: kept by PostgreSQL triggers, read by nothing else
-    than the patient page cache (``patients.page_cache``).
+class SourceResourcesChange(models.Model):
+    """A statement changed resources of a source record: written by PostgreSQL triggers, read by nothing
+    else than the patient page cache (``patients.page_cache``).
 
     Every statement that inserts, updates or deletes rows of ``SourceResource`` (COPY and raw SQL included)
-    counts one change for each source record whose resources it touched, old and new owner alike; so the
-    page can tell that a record of 2,000 resources changed by reading one row, not 2,000.
+    adds one row for each source record whose resources it touched, old and new owner alike; so the page
+    can tell that a record of 2,000 resources changed by reading its few change rows, not 2,000 resources.
+    Rows are only ever added (one per record and ingested payload, about), so concurrent writers never wait
+    on each other for them.
     """
 
-    source_patient = models.OneToOneField(
-        SourcePatient, primary_key=True, on_delete=models.CASCADE, related_name="resources_stamp"
+    source_patient = models.ForeignKey(
+        SourcePatient, on_delete=models.CASCADE, related_name="resource_changes", db_index=False
     )
-    changes = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["source_patient", "id"], name="patients_srcres_changes")]
 
     def __str__(self) -> str:
-        return f"record {self.source_patient_id}: {self.changes} resource changes"
+        return f"record {self.source_patient_id}: resources changed ({self.pk})"
 
 
 class ResourceVersion(models.Model):

@@ -11,8 +11,9 @@ having to remember to, COPY and raw SQL included: each row's ``xmin`` (the trans
 version) and ``cmin`` (the command within it) change whenever the row is inserted or updated; a row
 that leaves or joins the record changes the count. It covers the golden patient, its links with their
 source records and sources (the badges), and its conflicts. The resources of the linked records (up to
-thousands) are covered by one row each record: ``SourceResourcesStamp``, which triggers on the resource
-table bump in every statement that inserts, changes or deletes a resource of that record.
+thousands) are covered by their records' ``SourceResourcesChange`` rows, which triggers on the resource
+table add for every statement that inserts, changes or deletes a resource of a record: their count and
+newest id (a change committed late, with an older id, still moves the count).
 What else the clinical part reads is fixed for the life of a process (code, templates, the shipped
 concept table), and the cache lives in that process's memory (``CACHES["patient_pages"]``, local memory
 by default: PHI stays out of any shared cache server) so a deploy starts it empty.
@@ -28,7 +29,14 @@ from django.core.cache import caches
 from django.db import connection
 from django.utils import timezone, translation
 
-from patients.models import Patient, PatientConflict, PatientLink, Source, SourcePatient, SourceResourcesStamp
+from patients.models import (
+    Patient,
+    PatientConflict,
+    PatientLink,
+    Source,
+    SourcePatient,
+    SourceResourcesChange,
+)
 
 CACHE_ALIAS = "patient_pages"
 
@@ -37,15 +45,16 @@ CACHE_ALIAS = "patient_pages"
 def _version_sql() -> str:
     """One statement; ``xmin``/``cmin`` are 32-bit ids, summed as bigint (a change moves the sum)."""
     link, record, source = PatientLink._meta.db_table, SourcePatient._meta.db_table, Source._meta.db_table
-    stamp, conflict = SourceResourcesStamp._meta.db_table, PatientConflict._meta.db_table
+    change, conflict = SourceResourcesChange._meta.db_table, PatientConflict._meta.db_table
     # Table names come from the models, never from input.
     return f"""
         SELECT concat_ws('/',
             p.xmin::text || '.' || p.cmin::text,
             (SELECT string_agg(concat_ws('.', l.id, l.xmin, l.cmin, r.id, r.xmin, r.cmin, s.xmin, s.cmin,
-                                         t.changes, t.xmin, t.cmin), ',' ORDER BY l.id)
+                                         (SELECT count(*) || '.' || coalesce(max(c.id), 0)
+                                            FROM {change} c WHERE c.source_patient_id = r.id)), ','
+                               ORDER BY l.id)
                FROM {link} l JOIN {record} r ON r.id = l.source_patient_id JOIN {source} s ON s.id = r.source_id
-               LEFT JOIN {stamp} t ON t.source_patient_id = r.id
               WHERE l.patient_id = p.id),
             (SELECT concat_ws('.', count(*), sum(c.xmin::text::bigint), sum(c.cmin::text::bigint))
                FROM {conflict} c WHERE c.patient_id = p.id)
