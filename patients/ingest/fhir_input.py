@@ -77,20 +77,43 @@ def _rewrite_references(
     node: Any, *, resolve: Callable[[str], str | None], unresolved: list[tuple[str, str]], path: str
 ) -> None:
     """Rewrite every ``reference`` in place; collect (path, reference) pairs that do not resolve."""
+    _references_rewrite(node, resolve, unresolved, (None, path))
+
+
+# A trail is (parent trail, key or list position), the root (None, path): a node's path is only written out
+# when a reference there does not resolve, not formatted for every element of every resource.
+Trail = tuple[Any, str | int]
+
+
+def _trail_path(trail: Trail) -> str:
+    parts = []
+    parent: Trail | None = trail
+    while parent is not None:
+        parent, part = parent
+        if parent is None:
+            parts.append(str(part))
+        else:
+            parts.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    return "".join(reversed(parts))
+
+
+def _references_rewrite(
+    node: Any, resolve: Callable[[str], str | None], unresolved: list[tuple[str, str]], trail: Trail
+) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 target = resolve(value)
                 if target is None:
-                    unresolved.append((f"{path}.reference", value))
+                    unresolved.append((_trail_path(trail) + ".reference", value))
                 else:
                     node[key] = target
             elif isinstance(value, dict | list):
-                _rewrite_references(value, resolve=resolve, unresolved=unresolved, path=f"{path}.{key}")
+                _references_rewrite(value, resolve, unresolved, (trail, key))
     elif isinstance(node, list):
         for position, item in enumerate(node):
             if isinstance(item, dict | list):
-                _rewrite_references(item, resolve=resolve, unresolved=unresolved, path=f"{path}[{position}]")
+                _references_rewrite(item, resolve, unresolved, (trail, position))
 
 
 class _ReferenceResolver:

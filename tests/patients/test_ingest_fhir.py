@@ -225,3 +225,30 @@ def test_an_identifier_sent_again_under_another_record_points_at_the_new_one(
         "9999954321": "dr-8",
         "9999900000": "dr-9",
     }
+
+
+def test_a_large_body_is_kept_byte_for_byte_compressed_with_lz4_where_the_server_has_it(
+    source: Source, land: Callable[..., InboundPayload]
+) -> None:
+    from django.db import connection
+
+    observations = [blood_pressure(f"bp-{index}", f"urn:uuid:{PATIENT_UUID}") for index in range(150)]
+    body = as_bytes(transaction(patient(PATIENT_UUID), *observations))
+    assert len(body) > 20_000  # beyond PostgreSQL's inline limit: the body is compressed
+
+    payload = land(source, body)
+
+    assert bytes(InboundPayload.objects.get(pk=payload.pk).body) == body
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attcompression FROM pg_attribute "
+                "WHERE attrelid = 'patients_inboundpayload'::regclass AND attname = 'body'"
+            )
+            column = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT pg_column_compression(body) FROM patients_inboundpayload WHERE id = %s", [payload.pk]
+            )
+            used = cursor.fetchone()[0]
+        # The migration sets lz4 where the server was built with it, and leaves the default elsewhere.
+        assert used == ("lz4" if column == "l" else "pglz")
