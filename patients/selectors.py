@@ -8,6 +8,7 @@ from typing import Any
 
 import jellyfish
 from django.db.models import Case, Count, Max, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.fields.json import KeyTransform
 
 from core.permissions import has_object_access, objects_for_user
 from patients.matching.features import ascii_fold, given_name_groups, patient_features, phonetic
@@ -173,6 +174,14 @@ def _name_similarity(query_first: str, query_last: str, given_names: str, family
     return given_score + family_score
 
 
+def _shown(patients: QuerySet[Patient]) -> QuerySet[Patient]:
+    """What a result row shows (the golden record's JSON and provenance are not read for a list)."""
+    return patients.only(*_RESULT_COLUMNS).annotate(source_slugs=KeyTransform("sources", "record"))
+
+
+_RESULT_COLUMNS = ("external_id", "given_names", "family_name", "birth_date", "gender", "city", "is_active")
+
+
 def golden_patient_search(
     *, user: Any, query: str, birth_date: date | None = None, limit: int = SEARCH_LIMIT
 ) -> list[PatientSearchHit]:
@@ -240,7 +249,7 @@ def golden_patient_search(
     if matched_on != "name":
         return [
             PatientSearchHit(patient, 2.0, matched_on)
-            for patient in candidates.order_by("family_name", "given_names", "pk")[:limit]
+            for patient in _shown(candidates.order_by("family_name", "given_names", "pk"))[:limit]
         ]
     if first:
         # Candidates whose both names agree phonetically come first, so a common name cannot push them out.
@@ -263,7 +272,7 @@ def golden_patient_search(
             scored.append((-score, family_name, given_names, pk))
     scored.sort()
     shown = scored[:limit]
-    shown_patients = Patient.objects.in_bulk([pk for *_, pk in shown])
+    shown_patients = _shown(Patient.objects.all()).in_bulk([pk for *_, pk in shown])
     return [PatientSearchHit(shown_patients[pk], -negative, "name") for negative, _, _, pk in shown]
 
 
