@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 from django.db import connection
-from django.db.models import Q
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from core.outbox import outbox_record
@@ -93,8 +94,6 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
     patient_pks, to_link = _store_patients(
         source=source, payload=payload, entries=patients, hashes=hashes, result=result
     )
-    # Matched as stored, in this transaction: a record is never visible without its golden patient.
-    source_patients_link(to_link)
     _store_resources(
         source=source,
         payload=payload,
@@ -105,6 +104,10 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
         patient_pks=patient_pks,
     )
     _store_identifiers(source=source, entries=unique)
+    # Matched as stored, in this transaction: a record is never visible without its golden patient.
+    # Linking comes last: its locks (which serialize workers storing records that could match each
+    # other) are held until the commit, so they must not also cover the bulk writes of the resources.
+    source_patients_link(to_link)
     # Domain events go to the outbox in this same transaction: they exist if and only if the change does.
     outbox_record(events=stored_change_events(source=source, payload=payload, changes=result.changes))
     for entry in entries:  # duplicates inside the payload answer like the occurrence that counted
@@ -246,6 +249,26 @@ _RESOURCE_COLUMNS = (
 _INSERT_FIELDS = ("resource_type", "source_record_id", *_RESOURCE_COLUMNS)
 
 
+def _keys_in(entries: list[Entry]) -> Q | RawSQL:
+    """(type, id) is one of the entries'. On PostgreSQL one join against two arrays: an OR of one IN list
+    per type costs it several times as much to plan and run for a payload of hundreds of resources."""
+    if connection.vendor != "postgresql":
+        ids_by_type: dict[str, list[str]] = defaultdict(list)
+        for entry in entries:
+            ids_by_type[entry.resource_type].append(entry.source_id)
+        wanted = Q()
+        for resource_type, ids in ids_by_type.items():
+            wanted |= Q(resource_type=resource_type, source_record_id__in=ids)
+        return wanted
+    table = connection.ops.quote_name(SourceResource._meta.db_table)
+    return RawSQL(
+        # Only the model's own table name is interpolated; the keys are parameters.
+        f"({table}.resource_type, {table}.source_record_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",  # noqa: S608
+        ([entry.resource_type for entry in entries], [entry.source_id for entry in entries]),
+        output_field=BooleanField(),
+    )
+
+
 def _store_resources(
     *,
     source: Source,
@@ -258,15 +281,9 @@ def _store_resources(
 ) -> None:
     if not entries:
         return
-    ids_by_type: dict[str, list[str]] = defaultdict(list)
-    for entry in entries:
-        ids_by_type[entry.resource_type].append(entry.source_id)
-    wanted = Q()
-    for resource_type, ids in ids_by_type.items():  # each term a range of the (source, type, id) key
-        wanted |= Q(resource_type=resource_type, source_record_id__in=ids)
     existing = {
         (row.resource_type, row.source_record_id): row
-        for row in SourceResource.objects.filter(wanted, source=source)
+        for row in SourceResource.objects.filter(_keys_in(entries), source=source)
     }
     referenced = {resource_patient_id(entry.resource) for entry in entries} - set(patient_pks) - {""}
     if referenced:
@@ -352,7 +369,10 @@ def _insert_resources(rows: list[_NewResource], *, source: Source, payload: Inbo
         # The ids come from the table's own sequence, in one round trip, so that what is stored with the
         # rows (their codings) can name them without looking them up again.
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)]
+            # The sequence is looked up once, not once per id.
+            "SELECT nextval(q.sequence) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS sequence) AS q "
+            "CROSS JOIN generate_series(1, %s)",
+            [table, len(rows)],
         )
         for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
             row.pk = pk

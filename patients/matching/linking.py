@@ -269,7 +269,7 @@ def record_link(
         patient = (
             Patient.objects.get(pk=decision.patient_id) if decision.patient_id else Patient.objects.create()
         )
-        PatientLink.objects.create(source_patient=record, patient=patient, **fields)
+        link = PatientLink.objects.create(source_patient=record, patient=patient, **fields)
         touched.add(patient.pk)
     else:
         touched.add(link.patient_id)
@@ -292,7 +292,7 @@ def record_link(
         for name, value in fields.items():
             setattr(link, name, value)
         link.save()
-    _reviews_open(record, decision, own_patient_id=PatientLink.objects.get(source_patient=record).patient_id)
+    _reviews_open(record, decision, own_patient_id=link.patient_id)
     return decision
 
 
