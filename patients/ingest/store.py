@@ -30,7 +30,7 @@ from patients.ingest.extract import (
     resource_status,
 )
 from patients.ingest.fhir_input import IdentifierLookup
-from patients.matching.linking import source_patients_link
+from patients.matching.linking import resource_match_features, source_patients_link
 from patients.models import (
     InboundPayload,
     PatientLink,
@@ -48,7 +48,7 @@ _RESOURCE_UPDATE_FIELDS = [
 ]  # fmt: skip
 _PATIENT_UPDATE_FIELDS = [
     "version", "content_sha256", "resource", "payload", "source_updated_at", "family_name", "given_names",
-    "birth_date", "gender", "phone", "email", "postal_code", "is_active", "updated_at",
+    "birth_date", "gender", "phone", "email", "postal_code", "is_active", "match_features", "updated_at",
 ]  # fmt: skip
 
 
@@ -91,7 +91,7 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
     patients = [entry for entry in unique if entry.resource_type == "Patient"]
     others = [entry for entry in unique if entry.resource_type != "Patient"]
 
-    patient_pks, to_link = _store_patients(
+    patient_pks, to_link, created = _store_patients(
         source=source, payload=payload, entries=patients, hashes=hashes, result=result
     )
     _store_resources(
@@ -107,7 +107,7 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
     # Matched as stored, in this transaction: a record is never visible without its golden patient.
     # Linking comes last: its locks (which serialize workers storing records that could match each
     # other) are held until the commit, so they must not also cover the bulk writes of the resources.
-    source_patients_link(to_link)
+    source_patients_link(to_link, created=created)
     # Domain events go to the outbox in this same transaction: they exist if and only if the change does.
     outbox_record(events=stored_change_events(source=source, payload=payload, changes=result.changes))
     for entry in entries:  # duplicates inside the payload answer like the occurrence that counted
@@ -152,14 +152,16 @@ def _store_patients(
     entries: list[Entry],
     hashes: dict[int, str],
     result: StoreResult,
-) -> tuple[dict[str, int], list[SourcePatient]]:
-    """Store Patient entries; return source id -> pk for this payload's patients, and the rows to link.
+) -> tuple[dict[str, int], list[SourcePatient], set[int]]:
+    """Store Patient entries; return source id -> pk for this payload's patients, the rows to link, and
+    the ids of those inserted now.
 
     Rows to link are the new and changed ones, plus unchanged ones that have no link yet (stored before
-    the patient index existed, or by a run that failed before linking).
+    the patient index existed, or by a run that failed before linking). New and changed rows are written
+    with their match features, so linking has no second write to make.
     """
     if not entries:
-        return {}, []
+        return {}, [], set()
     existing = {
         row.source_record_id: row
         for row in SourcePatient.objects.filter(
@@ -179,6 +181,7 @@ def _store_patients(
                     content_sha256=digest,
                     resource=entry.resource,
                     payload=payload,
+                    match_features=resource_match_features(entry.resource),
                     **patient_columns(entry.resource),
                 )
             )
@@ -193,6 +196,7 @@ def _store_patients(
             current.resource = entry.resource
             current.payload = payload
             current.updated_at = now
+            current.match_features = resource_match_features(entry.resource)
             for name, value in patient_columns(entry.resource).items():
                 setattr(current, name, value)
             changed_rows.append(current)
@@ -213,7 +217,7 @@ def _store_patients(
         PatientLink.objects.filter(source_patient__in=unchanged).values_list("source_patient_id", flat=True)
     )
     to_link = [*new_rows, *changed_rows, *(row for row in unchanged if row.pk not in linked)]
-    return pks, to_link
+    return pks, to_link, {row.pk for row in new_rows}
 
 
 def _attach_waiting_resources(*, source: Source, patient_pks: dict[str, int]) -> None:
@@ -221,7 +225,7 @@ def _attach_waiting_resources(*, source: Source, patient_pks: dict[str, int]) ->
     waiting = SourceResource.objects.filter(
         source=source, patient__isnull=True, patient_source_id__in=list(patient_pks)
     ).exclude(patient_source_id="")
-    for patient_source_id in set(waiting.values_list("patient_source_id", flat=True).distinct()):
+    for patient_source_id in set(waiting.order_by().values_list("patient_source_id", flat=True).distinct()):
         waiting.filter(patient_source_id=patient_source_id).update(patient_id=patient_pks[patient_source_id])
 
 

@@ -211,14 +211,20 @@ def _golden_compute(patient: Patient, records: list[SourcePatient]) -> dict[str,
     return open_conflicts
 
 
-def patients_golden_recompute(patient_ids: Iterable[int], *, chunk_size: int = 1000) -> int:
-    """Rebuild the golden records of many patients, a chunk at a time with a few queries per chunk."""
+def patients_golden_recompute(
+    patient_ids: Iterable[int], *, chunk_size: int = 1000, active_only: bool = False
+) -> int:
+    """Rebuild the golden records of many patients, a chunk at a time with a few queries per chunk
+    (with ``active_only``, of those that are active: a merged-away patient keeps its last record)."""
     ids = sorted(set(patient_ids))
+    if not ids:
+        return 0
     sources = {source.pk: source for source in Source.objects.all()}
     done = 0
     for start in range(0, len(ids), chunk_size):
         chunk = ids[start : start + chunk_size]
-        patients = list(Patient.objects.filter(pk__in=chunk))
+        found = Patient.objects.filter(pk__in=chunk)
+        patients = list(found.filter(is_active=True) if active_only else found)
         records: dict[int, list[SourcePatient]] = defaultdict(list)
         rows = (
             SourcePatient.objects.filter(link__patient_id__in=chunk)

@@ -8,7 +8,7 @@ the other, so a person arriving twice in one payload ends up once.
 import json
 import logging
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import connection
@@ -62,11 +62,16 @@ def active_weights() -> MatchModelWeights:
     return _model_cache[found]
 
 
+def resource_match_features(resource: dict[str, object]) -> Features:
+    """The features a record with this Patient resource is matched on (stored as its ``match_features``)."""
+    return {**patient_features(resource), "version": FEATURES_VERSION}
+
+
 def record_features(record: SourcePatient, *, fresh: bool = False) -> Features:
     """The record's stored features, recomputed when asked (the record changed) or when they are outdated."""
     features = record.match_features
     if fresh or features.get("version") != FEATURES_VERSION:
-        features = {**patient_features(record.resource), "version": FEATURES_VERSION}
+        features = resource_match_features(record.resource)
     return features
 
 
@@ -192,11 +197,15 @@ def candidates_score(
     return scored
 
 
-def _reviews_open(record: SourcePatient, decision: Decision, *, own_patient_id: int | None) -> None:
+def _reviews_open(
+    record: SourcePatient, decision: Decision, *, own_patient_id: int | None, created: bool
+) -> None:
+    """Open the reviews the decision asks for; a record created in this transaction has none yet."""
+    open_review = _review_create if created else MatchReview.objects.get_or_create
     for candidate in decision.reviews:
         if candidate.patient_id == own_patient_id:
             continue  # a changed record that still half-matches its own patient stays there
-        MatchReview.objects.get_or_create(
+        open_review(
             kind=MatchReview.Kind.POSSIBLE_MATCH,
             source_patient=record,
             patient_id=candidate.patient_id,
@@ -212,13 +221,18 @@ def _reviews_open(record: SourcePatient, decision: Decision, *, own_patient_id: 
     for index, first in enumerate(duplicates):
         for second in duplicates[index + 1 :]:
             low, high = sorted((first, second))
-            MatchReview.objects.get_or_create(
+            open_review(
                 kind=MatchReview.Kind.POSSIBLE_DUPLICATE,
                 source_patient=record,
                 patient_id=low,
                 status=MatchReview.Status.OPEN,
                 defaults={"other_patient_id": high, "reason": f"record {record.pk} matches both"},
             )
+
+
+def _review_create(*, defaults: dict[str, object], **fields: object) -> tuple[MatchReview, bool]:
+    """``get_or_create`` for a record that cannot have a review yet: one INSERT (audited like any save)."""
+    return MatchReview.objects.create(**fields, **defaults), True
 
 
 def _link_fields(decision: Decision, *, model: MatchModelWeights) -> dict[str, object]:
@@ -236,23 +250,37 @@ def _link_fields(decision: Decision, *, model: MatchModelWeights) -> dict[str, o
 
 
 def record_link(
-    record: SourcePatient, *, features: Features, model: MatchModelWeights, touched: set[int]
+    record: SourcePatient,
+    *,
+    features: Features,
+    model: MatchModelWeights,
+    touched: set[int],
+    created: bool = False,
 ) -> Decision | None:
-    """Match one stored record and link it; add the golden patients whose record changed to ``touched``."""
+    """Match one stored record and link it; add the golden patients whose record changed to ``touched``.
+
+    ``created``: the record was inserted in this transaction, so it has no link, keys or reviews yet and
+    nothing needs to be read or deleted for them.
+    """
     keys = blocking_keys(features)
     if record.match_features != features:
         record.match_features = features
         SourcePatient.objects.filter(pk=record.pk).update(match_features=features)
-    MatchKey.objects.filter(source_patient=record).delete()
+    if not created:
+        MatchKey.objects.filter(source_patient=record).delete()
     MatchKey.objects.bulk_create(MatchKey(source_patient=record, key=key) for key in keys)
-    link = PatientLink.objects.filter(source_patient=record).first()
+    link = None if created else PatientLink.objects.filter(source_patient=record).first()
     if link is not None and link.origin == PatientLink.Origin.MANUAL:
         touched.add(link.patient_id)  # a steward's decision stands; only the golden record changes
         return None
     scored = candidates_score(model=model, record_id=record.pk, features=features, keys=keys)
-    rejected = frozenset(
-        MatchReview.objects.filter(source_patient=record, status=MatchReview.Status.REJECTED).values_list(
-            "patient_id", flat=True
+    rejected = (
+        frozenset()
+        if created
+        else frozenset(
+            MatchReview.objects.filter(
+                source_patient=record, status=MatchReview.Status.REJECTED
+            ).values_list("patient_id", flat=True)
         )
     )
     decision = decide(
@@ -266,11 +294,9 @@ def record_link(
     )
     fields = _link_fields(decision, model=model)
     if link is None:
-        patient = (
-            Patient.objects.get(pk=decision.patient_id) if decision.patient_id else Patient.objects.create()
-        )
-        link = PatientLink.objects.create(source_patient=record, patient=patient, **fields)
-        touched.add(patient.pk)
+        patient_id = decision.patient_id or Patient.objects.create().pk
+        link = PatientLink.objects.create(source_patient=record, patient_id=patient_id, **fields)
+        touched.add(patient_id)
     else:
         touched.add(link.patient_id)
         own_patient_only = decision.patient_id in (None, link.patient_id)
@@ -292,7 +318,7 @@ def record_link(
         for name, value in fields.items():
             setattr(link, name, value)
         link.save()
-    _reviews_open(record, decision, own_patient_id=link.patient_id)
+    _reviews_open(record, decision, own_patient_id=link.patient_id, created=created)
     return decision
 
 
@@ -348,9 +374,15 @@ def _source_merges_apply(records: Sequence[SourcePatient], touched: set[int]) ->
 
 
 def source_patients_link(
-    records: Sequence[SourcePatient], *, model: MatchModelWeights | None = None
+    records: Sequence[SourcePatient],
+    *,
+    model: MatchModelWeights | None = None,
+    created: Collection[int] = (),
 ) -> LinkOutcome:
-    """Link stored records (new or changed) and recompute the golden records they touch."""
+    """Link stored records (new or changed) and recompute the golden records they touch.
+
+    ``created``: the ids of those records inserted in the caller's transaction (see ``record_link``).
+    """
     outcome = LinkOutcome()
     if not records:
         return outcome
@@ -360,7 +392,9 @@ def source_patients_link(
     _keys_lock(key for found in features.values() for key in blocking_keys(found))
     touched: set[int] = set()
     for record in records:
-        decision = record_link(record, features=features[record.pk], model=model, touched=touched)
+        decision = record_link(
+            record, features=features[record.pk], model=model, touched=touched, created=record.pk in created
+        )
         outcome.linked += 1
         if decision is not None:
             outcome.matched += decision.state == decisions.MATCH and decision.patient_id is not None
@@ -372,8 +406,7 @@ def source_patients_link(
 
 
 def patients_recompute(patient_ids: Iterable[int]) -> None:
-    active = Patient.objects.filter(pk__in=set(patient_ids), is_active=True).values_list("pk", flat=True)
-    patients_golden_recompute(list(active))
+    patients_golden_recompute(patient_ids, active_only=True)
 
 
 @dataclass(frozen=True)
