@@ -265,9 +265,12 @@ def _keys_in(entries: list[Entry]) -> Q | RawSQL:
             wanted |= Q(resource_type=resource_type, source_record_id__in=ids)
         return wanted
     table = connection.ops.quote_name(SourceResource._meta.db_table)
-    return RawSQL(
-        # Only the model's own table name is interpolated; the keys are parameters.
-        f"({table}.resource_type, {table}.source_record_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",  # noqa: S608
+    # Only the model's own table name is interpolated; the keys are parameters.
+    condition = (
+        f"({table}.resource_type, {table}.source_record_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"  # noqa: S608
+    )
+    return RawSQL(  # noqa: S611
+        condition,
         ([entry.resource_type for entry in entries], [entry.source_id for entry in entries]),
         output_field=BooleanField(),
     )

@@ -278,9 +278,9 @@ def record_link(
         frozenset()
         if created
         else frozenset(
-            MatchReview.objects.filter(
-                source_patient=record, status=MatchReview.Status.REJECTED
-            ).values_list("patient_id", flat=True)
+            MatchReview.objects.filter(source_patient=record, status=MatchReview.Status.REJECTED).values_list(
+                "patient_id", flat=True
+            )
         )
     )
     decision = decide(

@@ -23,9 +23,13 @@ def test_named_fields_are_written_and_others_left_alone(path: str) -> None:
     survivor = Patient.objects.create(family_name="Survivor")
     first = Patient.objects.create(family_name="Old", given_names="Kept", phone="+15550000001")
     second = Patient.objects.create(family_name="Older", birth_date=datetime.date(1970, 1, 1))
-    first.family_name, first.birth_date, first.merged_into_id = "Núñez", datetime.date(1980, 2, 29), survivor.pk
+    first.family_name, first.birth_date, first.merged_into_id = (
+        "Núñez",
+        datetime.date(1980, 2, 29),
+        survivor.pk,
+    )
     first.given_names = "not written"
-    second.family_name, second.birth_date, second.merged_into_id = "O'Brien \"Jr\"", None, None
+    second.family_name, second.birth_date, second.merged_into_id = 'O\'Brien "Jr"', None, None
 
     assert rows_update(Patient, [first, second], ["family_name", "birth_date", "merged_into"]) == 2
 
@@ -37,7 +41,11 @@ def test_named_fields_are_written_and_others_left_alone(path: str) -> None:
         survivor.pk,
     )
     assert (first_row.given_names, first_row.phone) == ("Kept", "+15550000001")
-    assert (second_row.family_name, second_row.birth_date, second_row.merged_into_id) == ("O'Brien \"Jr\"", None, None)
+    assert (second_row.family_name, second_row.birth_date, second_row.merged_into_id) == (
+        'O\'Brien "Jr"',
+        None,
+        None,
+    )
     assert Patient.objects.get(pk=survivor.pk).family_name == "Survivor"
 
 

@@ -1,7 +1,10 @@
 """FHIR payloads through landing, parsing, normalization and storage, on the real database."""
 
+import json
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from patients.models import (
     InboundPayload,
@@ -192,6 +195,36 @@ def test_long_numbers_are_kept_exactly(source: Source, land: Callable[..., Inbou
     assert payload.status == InboundPayload.Status.ACCEPTED
     stored = SourceResource.objects.get(source_record_id="o-1").resource
     assert stored["valueQuantity"]["value"] == 123456789012345678901234567890
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [
+        (-123456789012345678901234567890, "Person seed: 8766734163625651911"),
+        (18446744073709551616, "no long digits in the text"),
+        (-9223372036854775809, "seed 1234567890123456789"),
+        (9223372036854775807, "seed 1234567890123456789 and a large integer that fits in 64 bits"),
+    ],
+)
+def test_integers_beyond_64_bits_are_kept_exactly_whatever_else_has_long_digits(
+    source: Source, land: Callable[..., InboundPayload], number: int, text: str
+) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "id": "o-2",
+        "status": "final",
+        "code": {"text": text},
+        "valueQuantity": {"value": number},
+        "note": [{"text": text}],
+    }
+
+    payload = land(source, json.dumps(observation).encode())
+
+    assert payload.status == InboundPayload.Status.ACCEPTED
+    stored = SourceResource.objects.get(source_record_id="o-2").resource
+    assert stored["valueQuantity"]["value"] == number
+    assert type(stored["valueQuantity"]["value"]) is int
+    assert stored["note"] == [{"text": text}]
 
 
 def test_an_identifier_sent_again_under_another_record_points_at_the_new_one(
