@@ -201,7 +201,7 @@ def _reviews_open(
     record: SourcePatient, decision: Decision, *, own_patient_id: int | None, created: bool
 ) -> None:
     """Open the reviews the decision asks for; a record created in this transaction has none yet."""
-    open_review = _review_create if created else MatchReview.objects.get_or_create
+    open_review = _ReviewsCreate() if created else MatchReview.objects.get_or_create
     for candidate in decision.reviews:
         if candidate.patient_id == own_patient_id:
             continue  # a changed record that still half-matches its own patient stays there
@@ -230,9 +230,20 @@ def _reviews_open(
             )
 
 
-def _review_create(*, defaults: dict[str, object], **fields: object) -> tuple[MatchReview, bool]:
-    """``get_or_create`` for a record that cannot have a review yet: one INSERT (audited like any save)."""
-    return MatchReview.objects.create(**fields, **defaults), True
+class _ReviewsCreate:
+    """``get_or_create`` for a record that had no review before this call: one INSERT per review
+    (audited like any save), and a review asked for twice (a record matching three patients pairs the
+    lowest with both others) is the one made first, as ``get_or_create`` would find it."""
+
+    def __init__(self) -> None:
+        self.made: dict[tuple[tuple[str, object], ...], MatchReview] = {}
+
+    def __call__(self, *, defaults: dict[str, object], **fields: object) -> tuple[MatchReview, bool]:
+        key = tuple(sorted(fields.items()))
+        if key in self.made:
+            return self.made[key], False
+        self.made[key] = MatchReview.objects.create(**fields, **defaults)
+        return self.made[key], True
 
 
 def _link_fields(decision: Decision, *, model: MatchModelWeights) -> dict[str, object]:

@@ -310,6 +310,31 @@ def test_a_record_matching_two_golden_patients_marks_them_as_possible_duplicates
     )
 
 
+def test_a_new_record_matching_three_golden_patients_opens_each_review_once(
+    hospital: Source, clinic: Source, land: Land
+) -> None:
+    for record_id in ("h-1", "h-2", "h-3"):
+        send(land, hospital, person(record_id))
+    send(land, clinic, person("c-1", mrn_system="urn:oid:clinic"))  # accepted: no review made twice
+
+    low, middle, high = sorted(
+        record(hospital, record_id).link.patient_id for record_id in ("h-1", "h-2", "h-3")
+    )
+    new = record(clinic, "c-1")
+    assert new.link.state == PatientLink.State.POSSIBLE_MATCH
+    reason = "matches 3 patients at once: marked as possible duplicates"
+    # The pairs (low, middle) and (low, high) are one review of ``low`` (the first made), as before.
+    assert [review for review in open_reviews() if review[1] == new.pk] == sorted(
+        [
+            (MatchReview.Kind.POSSIBLE_DUPLICATE, new.pk, low, middle, f"record {new.pk} matches both"),
+            (MatchReview.Kind.POSSIBLE_DUPLICATE, new.pk, middle, high, f"record {new.pk} matches both"),
+            (MatchReview.Kind.POSSIBLE_MATCH, new.pk, low, None, reason),
+            (MatchReview.Kind.POSSIBLE_MATCH, new.pk, middle, None, reason),
+            (MatchReview.Kind.POSSIBLE_MATCH, new.pk, high, None, reason),
+        ]
+    )
+
+
 def test_a_changed_record_is_linked_again(hospital: Source, clinic: Source, land: Land) -> None:
     send(land, hospital, person("h-1"))
     send(
