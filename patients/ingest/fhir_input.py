@@ -32,16 +32,12 @@ def json_load(body: bytes) -> Any:
     if not body.strip():
         raise PayloadRejected([Problem("", "the payload is empty")], kind="empty")
     # The fast parser for the usual case. The standard one reads what it refuses (and words the error
-    # precisely), and any payload with an integer beyond 64 bits, which the fast one rounds to a float.
-    # Only a payload with 19 digits in a row somewhere (often in a narrative's text) can hold one, and
-    # only a float that large in what the fast parser made can be one.
-    try:
-        document = orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
-    except orjson.JSONDecodeError:
-        pass
-    else:
-        if not _LONG_NUMBER.search(body) or not _has_huge_float(document):
-            return document
+    # precisely), and any payload with a number of 19 digits or more, which the fast one would round.
+    if not _LONG_NUMBER.search(body):
+        try:
+            return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
+        except orjson.JSONDecodeError:
+            pass
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -58,23 +54,6 @@ def json_load(body: bytes) -> Any:
         raise PayloadRejected(
             [Problem(f"line {error.lineno} column {error.colno}", message)], kind="malformed"
         ) from error
-
-
-# orjson reads integers from -2**63 to 2**64 - 1 exactly; anything beyond becomes a float at least this large.
-_HUGE = float(2**63)
-
-
-def _has_huge_float(document: Any) -> bool:
-    pending = [document]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, dict):
-            pending.extend(node.values())
-        elif isinstance(node, list):
-            pending.extend(node)
-        elif type(node) is float and not -_HUGE < node < _HUGE:
-            return True
-    return False
 
 
 def _content_id(resource: JSON) -> str:
