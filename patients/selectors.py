@@ -139,11 +139,28 @@ def _patient_ids_of_records(record_ids: Any) -> set[int]:
     )
 
 
+def _keys_patients_query(keys: list[str]) -> QuerySet[PatientLink, int]:
+    """The patients of (up to _CANDIDATE_LIMIT) records with any of ``keys``: one statement."""
+    records = MatchKey.objects.filter(key__in=keys).order_by().values("source_patient_id")[:_CANDIDATE_LIMIT]
+    return (
+        PatientLink.objects.filter(source_patient_id__in=records)
+        .order_by()
+        .values_list("patient_id", flat=True)
+    )
+
+
 def _keys_patients(keys: list[str]) -> set[int]:
-    records = MatchKey.objects.filter(key__in=keys).values_list("source_patient_id", flat=True)[
-        :_CANDIDATE_LIMIT
-    ]
-    return _patient_ids_of_records(list(records))
+    return set(_keys_patients_query(keys))
+
+
+def _keys_or_contact_patients(key: str, **contact: str) -> set[int]:
+    """Patients with a record that has the blocking key, or whose golden record has the contact value,
+    in one round trip (a search is mostly round trips)."""
+    return set(
+        _keys_patients_query([key])
+        .union(Patient.objects.filter(**contact).order_by().values_list("pk", flat=True))
+        .order_by()
+    )
 
 
 # A search scores up to _CANDIDATE_LIMIT names, and names repeat: fold each and look up its nickname
@@ -198,14 +215,10 @@ def golden_patient_search(
         matched_on = "birth date"
     elif "@" in text:
         email = text.lower()
-        ids = _keys_patients([f"e:{email}"]) | set(
-            Patient.objects.filter(email=email).values_list("pk", flat=True)
-        )
+        ids = _keys_or_contact_patients(f"e:{email}", email=email)
         candidates, matched_on = visible.filter(pk__in=ids), "e-mail"
     elif _PHONE_LIKE.match(text) and (phone := phone_to_e164(text)):
-        ids = _keys_patients([f"p:{phone}"]) | set(
-            Patient.objects.filter(phone=phone).values_list("pk", flat=True)
-        )
+        ids = _keys_or_contact_patients(f"p:{phone}", phone=phone)
         candidates, matched_on = visible.filter(pk__in=ids), "phone"
     elif _IDENTIFIER_LIKE.match(text):
         system, _, value = text.rpartition("|")

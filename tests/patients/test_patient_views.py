@@ -123,6 +123,27 @@ def test_search_finds_the_patient_by_name_variants_phone_and_identifier(
     assert "Maria" not in html
 
 
+def test_search_finds_patients_by_email_in_a_record_or_the_golden_record(
+    alma: Patient, land: Land, coordinator_client: Client
+) -> None:
+    crm = Source.objects.get(slug="crm")
+    bea = patient(
+        "crm-10",
+        name=[{"family": "Quinn", "given": ["Bea"]}],
+        birthDate="1975-07-07",
+        telecom=[{"system": "email", "value": "Bea.Quinn@Example.org"}],
+    )
+    land(crm, as_bytes(transaction(bea)))
+    found = Patient.objects.get(links__source_patient__source_record_id="crm-10")
+    assert found.email == "bea.quinn@example.org"
+
+    for query in ("bea.quinn@example.org", "BEA.Quinn@example.ORG"):
+        html = _search(coordinator_client, q=query)
+        assert f"/patients/{found.external_id}/" in html
+        assert f"/patients/{alma.external_id}/" not in html
+    assert "No patient you may see" in _search(coordinator_client, q="someone.else@example.org")
+
+
 def test_search_by_birth_date_and_shows_sources(alma: Patient, coordinator_client: Client) -> None:
     html = _search(coordinator_client, q="Quigley", birth_date="1961-04-12")
 
