@@ -1,10 +1,13 @@
-"""The clinical part of the patient page, rendered once per version of the record it shows.
+"""What the patient page shows of the record, rendered once per version of the record.
 
 Charting a record of 2,000 resources costs far more than a page should (grouping, reconciliation,
 figures, templates), and care coordinators open the same patients again and again while the record
-rarely changes between two views. The rendered clinical part (trends, encounters, problems,
-medications, ..., documents) is kept per golden patient together with the record's fingerprint,
-and reused while the fingerprint is unchanged.
+rarely changes between two views. The rendered record (name, source badges, demographics with their
+provenance and conflicts, identifiers and contact points, then trends, encounters, problems,
+medications, ..., documents) is kept per golden patient together with the record's fingerprint, and
+reused while the fingerprint is unchanged. The rest of the page (navigation, the merged-id notice) is
+drawn on every request: the rendering is shared by every user allowed to see the patient, so it holds
+nothing that depends on the user or the request.
 
 The fingerprint is read from PostgreSQL's row versions, so every write path invalidates it without
 having to remember to, COPY and raw SQL included: each row's ``xmin`` (the transaction that wrote this
@@ -14,7 +17,7 @@ source records and sources (the badges), and its conflicts. The resources of the
 thousands) are covered by their records' ``SourceResourcesChange`` rows, which triggers on the resource
 table add for every statement that inserts, changes or deletes a resource of a record: their count and
 newest id (a change committed late, with an older id, still moves the count).
-What else the clinical part reads is fixed for the life of a process (code, templates, the shipped
+What else the rendering reads is fixed for the life of a process (code, templates, the shipped
 concept table), and the cache lives in that process's memory (``CACHES["patient_pages"]``, local memory
 by default: PHI stays out of any shared cache server) so a deploy starts it empty.
 
@@ -64,7 +67,7 @@ def _version_sql() -> str:
 
 
 def record_version(patient: Patient) -> str | None:
-    """A value that changes whenever anything the clinical part shows changes; None: cannot tell."""
+    """A value that changes whenever anything the rendered record shows changes; None: cannot tell."""
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
@@ -76,8 +79,8 @@ def record_version(patient: Patient) -> str | None:
     return f"{row[0]}|{timezone.get_current_timezone_name()}|{translation.get_language()}"
 
 
-def clinical_html_get(patient: Patient, render: Callable[[], str]) -> str:
-    """The rendered clinical part: from the cache when the record has not changed since, else ``render()``.
+def record_html_get(patient: Patient, render: Callable[[], str]) -> str:
+    """The rendered record: from the cache when the record has not changed since, else ``render()``.
 
     The version is read BEFORE rendering: a change committed meanwhile then makes the next view miss,
     instead of the older rendering being kept under the newer version.
@@ -86,7 +89,7 @@ def clinical_html_get(patient: Patient, render: Callable[[], str]) -> str:
     if version is None:
         return render()
     cache = caches[CACHE_ALIAS]
-    key = f"patient-clinical:{patient.pk}"
+    key = f"patient-record:{patient.pk}"
     cached = cache.get(key)
     if cached is not None and cached[0] == version:
         html: str = cached[1]

@@ -16,8 +16,8 @@ from core.models import AccessEvent
 from patients.chart import PatientChart, patient_chart_get, patient_links_get
 from patients.figures import blood_pressure_figure, series_figure, weight_figure
 from patients.ingest.processing import payload_replay
-from patients.models import InboundPayload, Patient, PatientLink, Source
-from patients.page_cache import clinical_html_get
+from patients.models import InboundPayload, Patient, Source
+from patients.page_cache import record_html_get
 from patients.selectors import golden_patient_get, golden_patient_search, payload_list, source_status_list
 
 PAYLOADS_PER_PAGE = 50
@@ -136,23 +136,24 @@ class PatientDetailView(PermissionRequiredMixin, TemplateView):
         if str(patient.external_id) != str(self.kwargs["external_id"]):
             self.merged_into = patient  # rendered with a notice: the id asked for was merged away
         phi_access_record(purpose="patient page", request=self.request, patient_ref=patient.external_id)
-        record = patient.record
-        links = patient_links_get(patient)
         return {
             **super().get_context_data(**kwargs),
             "patient": patient,
-            "links": links,
-            "clinical": clinical_html_get(patient, lambda: _clinical_render(patient, links)),
-            "record": record,
-            "demographics": _demographic_rows(patient),
+            "record_html": record_html_get(patient, lambda: _record_render(patient)),
             "merged_from_id": self.kwargs["external_id"] if hasattr(self, "merged_into") else None,
         }
 
 
-def _clinical_render(patient: Patient, links: list[PatientLink]) -> str:
-    """The page's clinical part (trends and every clinical section) for ``patients.page_cache``."""
+def _record_render(patient: Patient) -> str:
+    """What the page shows of the record, for ``patients.page_cache``: name, source badges, demographics
+    with provenance and conflicts, identifiers and contact points, then trends and every clinical section."""
+    links = patient_links_get(patient)
     chart = patient_chart_get(patient, links=links)
-    return render_to_string(
+    summary = render_to_string(
+        "patients/patient_detail.html#summary",
+        {"links": links, "record": patient.record, "demographics": _demographic_rows(patient)},
+    )
+    return summary + render_to_string(
         "patients/patient_detail.html#clinical",
         {
             "patient": patient,

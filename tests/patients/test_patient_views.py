@@ -18,6 +18,7 @@ from patients.chart import patient_chart_get
 from patients.models import (
     InboundPayload,
     Patient,
+    PatientConflict,
     PatientLink,
     ResourceCoding,
     Source,
@@ -539,6 +540,24 @@ def test_an_unchanged_record_is_drawn_once_and_every_kind_of_change_redraws_it(
     # A change in place that no service made (same transaction as the rendering here: a later command).
     SourceResource.objects.filter(source_record_id="w-c").update(status="amended")
     assert "<td>amended</td>" in _clinical_part(coordinator_client.get(url).content.decode())
+
+    # The golden record changed in place, by SQL no service wrote: the demographics say so.
+    record = Patient.objects.get(pk=alma.pk).record
+    Patient.objects.filter(pk=alma.pk).update(record={**record, "preferred_language": "pt-BR"})
+    assert re.search(
+        r'data-field="preferred_language">\s*<details class="provenance">\s*<summary[^>]*>pt-BR</summary>',
+        coordinator_client.get(url).content.decode(),
+    )
+
+    # A conflict opened (and then resolved) on a value: the flag comes and goes.
+    conflict = PatientConflict.objects.create(
+        patient=alma,
+        field="birth_date",
+        values=[{"value": "1961-04-21", "source": "crm", "recorded_at": "2026-01-02T00:00:00Z"}],
+    )
+    assert "1961-04-21 (crm, 2026-01-02)" in coordinator_client.get(url).content.decode()
+    PatientConflict.objects.filter(pk=conflict.pk).update(status=PatientConflict.Status.RESOLVED)
+    assert "1961-04-21 (crm, 2026-01-02)" not in coordinator_client.get(url).content.decode()
 
     # A source renamed: the badges say so.
     Source.objects.filter(pk=clinic.pk).update(name="Clinic EHR (Main Street)")
