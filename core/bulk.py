@@ -33,14 +33,14 @@ def rows_update(model: type[models.Model], rows: Sequence[models.Model], fields:
     # Concrete fields only (never reverse relations): Any keeps the stubs' union out of the way.
     columns: list[Any] = [meta.get_field(name) for name in fields]
     table = connection.ops.quote_name(meta.db_table)
-    staging = connection.ops.quote_name(f"staging_{meta.db_table}")
-    definitions = ", ".join(
-        f"{connection.ops.quote_name(field.column)} {field.db_type(connection)}" for field in columns
-    )
     pk: Any = meta.pk
     pk_column = connection.ops.quote_name(pk.column)
     if len(rows) <= ARRAY_ROWS:
         return _rows_update_arrays(table, pk_column, columns, rows)
+    staging = connection.ops.quote_name(f"staging_{meta.db_table}")
+    definitions = ", ".join(
+        f"{connection.ops.quote_name(field.column)} {field.db_type(connection)}" for field in columns
+    )
     # ON COMMIT DROP needs a transaction around the whole exchange (the caller's, or this one).
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {staging}")
@@ -68,9 +68,9 @@ def _array_type(field: Any) -> str:
 
 def _rows_update_arrays(table: str, pk_column: str, columns: list[Any], rows: Sequence[models.Model]) -> int:
     quote = connection.ops.quote_name
-    # JSON travels as text and is cast per value: an array of jsonb would need each text cast anyway.
-    # and strings as text, so that a value too long for its column fails as it would in any UPDATE rather
-    # than being cut by a cast to varchar(n).
+    # JSON travels as text and is cast per value (an array of jsonb would need each text cast anyway), and
+    # strings as text, so that a value too long for its column fails as it would in any UPDATE rather than
+    # being cut by a cast to varchar(n).
     array_types = [_array_type(field) for field in columns]
     names = ", ".join(quote(field.column) for field in columns)
     arrays = ", ".join(f"%s::{array_type}[]" for array_type in array_types)

@@ -119,7 +119,7 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 
-# The patient page's rendered clinical part, per golden patient and version of its record
+# The patient page's rendered record (demographics, badges, clinical part), per golden patient and version of its record
 # (patients.page_cache). Local memory of each process: PHI is never written to a shared cache server.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},

@@ -398,8 +398,9 @@ def source_patients_link(
     if not records:
         return outcome
     model = model or active_weights()
-    # These records are new or changed: their stored features (if any) describe the previous version.
-    features = {record.pk: record_features(record, fresh=True) for record in records}
+    # These records are new or changed: their stored features (if any) may describe the previous version,
+    # except for the ones created here, which were written with their features.
+    features = {record.pk: record_features(record, fresh=record.pk not in created) for record in records}
     _keys_lock(key for found in features.values() for key in blocking_keys(found))
     touched: set[int] = set()
     for record in records:
