@@ -7,8 +7,23 @@ from datetime import date, datetime
 from typing import Any
 
 import jellyfish
-from django.db.models import Case, Count, Max, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Func,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Lower
+from django.db.models.lookups import LessThanOrEqual, StartsWith
 
 from core.permissions import has_object_access, objects_for_user
 from patients.matching.features import ascii_fold, given_name_groups, patient_features, phonetic
@@ -178,16 +193,28 @@ def _name_groups(given: str) -> frozenset[str]:
     return frozenset(given_name_groups(given))
 
 
+_ONE_TYPO_SIMILARITY = 0.8
+
+
+def _similarity(typed: str, name: str) -> float:
+    """Jaro-Winkler similarity, but at least _ONE_TYPO_SIMILARITY one typo apart: Jaro-Winkler alone
+    rates short names one typo apart ("Ye" and "Yr", "Ray" and "Rya") as unlike as different names."""
+    score = jellyfish.jaro_winkler_similarity(typed, name)
+    if score < _ONE_TYPO_SIMILARITY and jellyfish.damerau_levenshtein_distance(typed, name) <= 1:
+        return _ONE_TYPO_SIMILARITY
+    return score
+
+
 def _name_similarity(query_first: str, query_last: str, given_names: str, family_name: str) -> float:
     given = _first_name_folded(given_names)
     family = _family_folded(family_name)
-    family_score = jellyfish.jaro_winkler_similarity(query_last, family) if family else 0.0
+    family_score = _similarity(query_last, family) if family else 0.0
     if not query_first:
-        return max(family_score, jellyfish.jaro_winkler_similarity(query_last, given) if given else 0.0)
+        return max(family_score, _similarity(query_last, given) if given else 0.0)
     if _name_groups(query_first) & _name_groups(given):
         given_score = 1.0
     else:
-        given_score = jellyfish.jaro_winkler_similarity(query_first, given) if given else 0.0
+        given_score = _similarity(query_first, given) if given else 0.0
     return given_score + family_score
 
 
@@ -197,6 +224,46 @@ def _shown(patients: QuerySet[Patient]) -> QuerySet[Patient]:
 
 
 _RESULT_COLUMNS = ("external_id", "given_names", "family_name", "birth_date", "gender", "city", "is_active")
+
+
+class _FirstWord(Func):
+    """The first space-separated word of a text column, lower case (the first of several given names)."""
+
+    function = "split_part"
+    output_field = CharField()
+
+    def __init__(self, expression: Any) -> None:
+        super().__init__(Lower(expression), Value(" "), Value(1))
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        text, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"CASE WHEN instr({text}, ' ') > 0 THEN substr({text}, 1, instr({text}, ' ') - 1) ELSE {text} END",
+            (*params, *params, *params, *params),
+        )
+
+
+class _EditDistanceAtMost(Func):
+    """Levenshtein distance of a column to a text, exact up to ``limit`` and above it beyond (PostgreSQL's
+    fuzzystrmatch ``levenshtein_less_equal``; SQLite gets the same function from ``patients.apps``)."""
+
+    function = "levenshtein_less_equal"
+    output_field = IntegerField()
+
+    def __init__(self, expression: Any, text: str, limit: int) -> None:
+        super().__init__(expression, Value(text), Value(limit))
+
+
+_TYPO_EDITS = 2  # one mistyped, missing, extra or swapped letter (a swap is two edits)
+
+
+def _typo_or_prefix(column: Any, typed: set[str]) -> Q:
+    """``column`` is within a typo of one of the ``typed`` spellings or starts with it."""
+    condition = Q()
+    for text in sorted(typed):
+        condition |= Q(LessThanOrEqual(_EditDistanceAtMost(column, text, _TYPO_EDITS), _TYPO_EDITS))
+        condition |= Q(StartsWith(column, text))
+    return condition
 
 
 def golden_patient_search(
@@ -237,10 +304,16 @@ def golden_patient_search(
         ]
         candidates, matched_on = visible.filter(pk__in=_patient_ids_of_records(records)), "identifier"
     else:
-        tokens = [token for token in re.split(r"[\s,]+", ascii_fold(text)) if token]
-        if "," in text:  # "Smith, John": family name first
-            tokens = tokens[1:] + tokens[:1]
+        # As typed (lower case) and without diacritics: stored names keep theirs.
+        family_typed, comma, given_typed = text.lower().partition(",")
+        typed = (given_typed.split() + family_typed.split()) if comma else family_typed.split()
+        if not typed:  # punctuation alone
+            return []
+        tokens = [ascii_fold(token) for token in typed]
         first, last = (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
+        # A family name of several words ("da Rocha") is all that follows the first name, or the last word
+        # when the words between are middle names.
+        families = {last, " ".join(tokens[1:])} if first else {last}
         last_code = phonetic(last)
         if not first:
             condition = Q(family_phonetic=last_code) | Q(given_phonetic=last_code)
@@ -249,10 +322,18 @@ def golden_patient_search(
             first_codes = {phonetic(first), *(phonetic(group) for group in given_name_groups(first))}
             first_code = phonetic(first)
             keys = [f"n:{last_code}:{code}" for code in first_codes] + [f"n:{first_code}:{phonetic(last)}"]
-            # A typo may break one name's phonetic code: either one agreeing is enough to be a candidate.
+            # A typo may break one name's phonetic code: a candidate agrees on one name phonetically (or
+            # as a nickname) and is within a typo of the other, or starts with it (the box searches as
+            # the user types). Both conditions come from an index, so a common first or family name
+            # cannot fill the candidate list with people whose other name is nothing like the query's.
+            given_agrees = Q(given_phonetic__in=first_codes)
+            family_close = _typo_or_prefix(Lower("family_name"), {*families, typed[-1], " ".join(typed[1:])})
             condition = (
-                Q(family_phonetic=last_code)
-                | Q(given_phonetic__in=first_codes)
+                (
+                    Q(family_phonetic=last_code)
+                    & (given_agrees | _typo_or_prefix(_FirstWord("given_names"), {first, typed[0]}))
+                )
+                | (given_agrees & family_close)
                 | Q(pk__in=_keys_patients(keys))
             )
             condition |= Q(family_phonetic=first_code, given_phonetic=last_code)  # "Smith John"
@@ -278,7 +359,7 @@ def golden_patient_search(
     for pk, given_names, family_name in candidates.values_list("pk", "given_names", "family_name")[
         :_CANDIDATE_LIMIT
     ]:
-        score = _name_similarity(first, last, given_names, family_name)
+        score = max(_name_similarity(first, family, given_names, family_name) for family in families)
         if first:
             score = max(score, _name_similarity(last, first, given_names, family_name))
         if score >= (1.7 if first else 0.85):

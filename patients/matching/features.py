@@ -85,6 +85,12 @@ def phonetic(text: str) -> str:
     return jellyfish.nysiis(key) if key else ""
 
 
+def given_phonetic(given_names: str) -> str:
+    """The phonetic code of the first of a golden patient's given names, as patient search looks it up
+    (the first name typed is compared with the first given name)."""
+    return phonetic(given_names.split(" ")[0] if given_names else "")[:40]
+
+
 def _preferred(items: Any, *, preferred: tuple[str, ...]) -> JSON | None:
     candidates = [item for item in items or [] if isinstance(item, dict)]
     for wanted in preferred:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from core.bulk import rows_update
 from governance.policies.survivorship import CandidateValue, conflicting_values, trust_rank, value_choose
-from patients.matching.features import ascii_fold, phonetic
+from patients.matching.features import ascii_fold, given_phonetic, phonetic
 from patients.models import Patient, PatientConflict, Source, SourcePatient
 
 JSON = dict[str, Any]
@@ -262,7 +262,7 @@ def _columns_set(patient: Patient, record: JSON) -> None:
     patient.family_name = str(name.get("family") or "")[:200]
     patient.given_names = " ".join(name.get("given") or [])[:200]
     patient.family_phonetic = phonetic(patient.family_name)[:40]
-    patient.given_phonetic = phonetic((name.get("given") or [""])[0])[:40]
+    patient.given_phonetic = given_phonetic(patient.given_names)
     birth_date = record.get("birth_date")
     try:
         patient.birth_date = date.fromisoformat(birth_date) if isinstance(birth_date, str) else None

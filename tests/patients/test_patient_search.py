@@ -1,0 +1,155 @@
+"""Patient search by a misspelled name, on PostgreSQL, with the patients landed through the real pipeline."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client
+
+from core.roles import CARE_COORDINATOR
+from patients import selectors
+from patients.apps import _levenshtein_less_equal
+from patients.matching.features import given_phonetic, phonetic
+from patients.models import InboundPayload, Patient
+from patients.selectors import golden_patient_search
+from patients.services import source_create
+from tests.patients.conftest import as_bytes, patient, transaction
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+Land = Callable[..., InboundPayload]
+
+
+def _person(number: int, given: list[str], family: str) -> dict[str, Any]:
+    """A patient of their own: a birth date and an address nobody else in these tests has, no phone."""
+    return patient(
+        f"p-{number}",
+        name=[{"use": "official", "family": family, "given": given}],
+        birthDate=f"19{50 + number}-0{1 + number % 9}-1{number % 10}",
+        telecom=[],
+        address=[
+            {"line": [f"{number} Main street"], "city": f"Town {number}", "postalCode": f"0{number:04d}"}
+        ],
+    )
+
+
+@pytest.fixture
+def people(land: Land) -> dict[str, Patient]:
+    """Golden patients by "given family", one source each (several names are short or compound)."""
+    names = [
+        (["Enzo Gabriel"], "Pimenta"),  # one given element of two words, as CSV exports send it
+        (["Ping"], "Ye"),
+        (["Mary"], "Ray"),
+        (["Liam", "Gustavo"], "da Rocha"),
+        (["Teodoro"], "Rentería"),
+        (["Alma"], "Quigley"),
+        (["James"], "Smith"),
+    ]
+    ehr = source_create(actor=None, slug="hospital-ehr", name="Hospital EHR")
+    land(
+        ehr,
+        as_bytes(
+            transaction(*[_person(number, given, family) for number, (given, family) in enumerate(names)])
+        ),
+    )
+    found = {
+        f"{golden.given_names} {golden.family_name}": golden
+        for golden in Patient.objects.filter(is_active=True)
+    }
+    assert len(found) == len(names)
+    return found
+
+
+def _found(user: User, query: str) -> list[str]:
+    return [
+        f"{hit.patient.given_names} {hit.patient.family_name}"
+        for hit in golden_patient_search(user=user, query=query)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("Enzo Pimenat", "Enzo Gabriel Pimenta"),  # the first of compound given names is compared
+        ("Ping Yr", "Ping Ye"),  # one letter wrong in a two-letter name
+        ("Mary Rya", "Mary Ray"),  # two letters swapped in a three-letter name
+        ("Liam da Rcoha", "Liam Gustavo da Rocha"),  # a family name of two words
+        ("Teodoro Rentreía", "Teodoro Rentería"),  # letters swapped, the accent kept
+        ("Teodoro Renteria", "Teodoro Rentería"),  # the accent left out
+        ("Alma Qui", "Alma Quigley"),  # typing: the family name begun
+        ("Jimmy Smiht", "James Smith"),  # a nickname and a swap
+        ("Smiht, James", "James Smith"),  # family name first
+    ],
+)
+def test_a_misspelled_name_finds_the_person(
+    people: dict[str, Patient], role_users: dict[str, User], query: str, expected: str
+) -> None:
+    found = _found(role_users[CARE_COORDINATOR], query)
+
+    assert found[0] == expected, found
+
+
+def test_namesakes_beyond_the_candidate_limit_do_not_hide_a_misspelled_family_name(
+    land: Land, role_users: dict[str, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many people share the first name and the typo breaks the family name's phonetic code: candidates
+    must be those close on both names, not the first of everyone called James."""
+    ehr = source_create(actor=None, slug="hospital-ehr", name="Hospital EHR")
+    namesakes = [
+        _person(number, ["James"], family)
+        for number, family in enumerate(["Adams", "Baker", "Clark", "Davis"])
+    ]
+    land(ehr, as_bytes(transaction(*namesakes, _person(9, ["James"], "Smith"))))
+    monkeypatch.setattr(selectors, "_CANDIDATE_LIMIT", 3)
+    assert Patient.objects.filter(given_phonetic=given_phonetic("James")).count() == 5
+
+    assert phonetic("Simth") != phonetic("Smith")
+    assert _found(role_users[CARE_COORDINATOR], "James Simth") == ["James Smith"]
+
+
+def test_names_that_are_not_a_typo_apart_are_not_found(
+    people: dict[str, Patient], role_users: dict[str, User]
+) -> None:
+    assert _found(role_users[CARE_COORDINATOR], "Ping Zhao") == []
+    assert _found(role_users[CARE_COORDINATOR], "Mary Jones") == []
+
+
+def test_compound_given_names_are_coded_by_their_first_name(people: dict[str, Patient]) -> None:
+    enzo = people["Enzo Gabriel Pimenta"]
+
+    assert enzo.given_phonetic == phonetic("Enzo") != phonetic("Enzo Gabriel")
+
+
+@pytest.mark.parametrize("query", [",", " , ", ",,"])
+def test_punctuation_alone_finds_nobody_and_answers(
+    people: dict[str, Patient], coordinator_client: Client, query: str
+) -> None:
+    response = coordinator_client.get("/patients/search/", {"q": query}, headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert "/patients/" not in response.content.decode().replace("/patients/search/", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "other", "limit"),
+    [
+        ("smith", "smiht", 2),
+        ("ye", "yr", 2),
+        ("rentería", "rentreia", 2),
+        ("quigley", "adams", 2),
+        ("", "ab", 1),
+        ("a", "a", 0),
+    ],
+)
+def test_the_sqlite_edit_distance_agrees_with_postgresql(text: str, other: str, limit: int) -> None:
+    """The embedded SQLite database gets the same ``levenshtein_less_equal`` as PostgreSQL's fuzzystrmatch."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT levenshtein_less_equal(%s, %s, %s)", [text, other, limit])
+        (postgresql,) = cursor.fetchone()
+
+    ours = _levenshtein_less_equal(text, other, limit)
+    assert (ours <= limit) == (postgresql <= limit)
+    if postgresql <= limit:
+        assert ours == postgresql
