@@ -5,12 +5,14 @@ request (a DRF ``Request`` wraps the Django one), tasks and commands pass no req
 ``acting_as(actor)``. Writes to audited models are recorded by django-auditlog.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import models
+from django.db import connections, models, router
 from django.http import HttpRequest
+from django.utils import timezone
 
 from core.context import current_actor
 from core.models import AccessEvent
@@ -108,4 +110,57 @@ def phi_access_record_many(
     if len(events) == 1:
         events[0].save()
         return events
-    return AccessEvent.objects.bulk_create(events)
+    connection = connections[router.db_for_write(AccessEvent)]
+    if connection.vendor != "postgresql" or not events:
+        return AccessEvent.objects.bulk_create(events)
+    _events_insert(connection, events)
+    return events
+
+
+# The rows of one call differ only in their id and patient: one statement of fixed shape for any number of
+# them. (bulk_create sends 12 parameters per row; past 50 in all psycopg parses the statement anew each
+# time: 25 search hits cost 6 ms this way against under 2.)
+_COMMON_COLUMNS = (
+    "occurred_at",
+    "actor_id",
+    "actor_username",
+    "action",
+    "channel",
+    "object_type",
+    "object_ref",
+    "purpose",
+    "path",
+    "remote_addr",
+    "user_agent",
+)
+
+
+@functools.cache
+def _events_insert_sql() -> str:
+    """Names from the model's metadata; every value is a parameter."""
+    columns = {field.attname: field.column for field in AccessEvent._meta.concrete_fields}
+    names = ", ".join(f'"{columns[name]}"' for name in ("external_id", "patient_ref", *_COMMON_COLUMNS))
+    placeholders = ", ".join("%s" for _ in _COMMON_COLUMNS)
+    table = AccessEvent._meta.db_table
+    return (
+        f'INSERT INTO "{table}" ({names}) SELECT external_id, patient_ref, {placeholders} '  # noqa: S608
+        'FROM unnest(%s::uuid[], %s::text[]) AS rows (external_id, patient_ref) RETURNING "id", "external_id"'
+    )
+
+
+def _events_insert(connection: Any, events: list[AccessEvent]) -> None:
+    now = timezone.now()
+    values = {**{name: getattr(events[0], name) for name in _COMMON_COLUMNS}, "occurred_at": now}
+    params = [
+        *(values[name] for name in _COMMON_COLUMNS),
+        [event.external_id for event in events],
+        [event.patient_ref for event in events],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_events_insert_sql(), params)
+        ids = {external_id: pk for pk, external_id in cursor.fetchall()}
+    for event in events:
+        event.pk = ids[event.external_id]
+        event.occurred_at = now
+        event._state.adding = False
+        event._state.db = connection.alias

@@ -2,11 +2,14 @@
 
 import uuid
 
+import pytest
 from django.contrib.auth.models import Group, User
+from django.db import DataError, connection, transaction
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from rest_framework.request import Request
 
-from core.audit import phi_access_record
+from core.audit import phi_access_record, phi_access_record_many
 from core.context import acting_as
 from core.models import AccessEvent
 from core.roles import CARE_COORDINATOR
@@ -69,3 +72,56 @@ def test_read_without_any_actor_is_recorded_as_system(db: None) -> None:
     assert event.actor is None
     assert event.actor_username == ""
     assert str(event) == "system read p-2"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_many_reads_are_recorded_a_row_each_in_one_statement(role_users: dict[str, User]) -> None:
+    user = role_users[CARE_COORDINATOR]
+    request = RequestFactory().get(
+        "/patients/search/?q=alma", REMOTE_ADDR="10.1.2.3", HTTP_USER_AGENT="pytest"
+    )
+    request.user = user
+    patients = [uuid.uuid4() for _ in range(60)]  # past the parameters psycopg caches a statement for
+
+    with CaptureQueriesContext(connection) as queries:
+        events = phi_access_record_many(
+            request=request, patient_refs=patients, purpose="patient search", action=AccessEvent.Action.SEARCH
+        )
+
+    assert len(queries) == 1
+    stored = {event.patient_ref: event for event in AccessEvent.objects.filter(pk__in=[e.pk for e in events])}
+    assert set(stored) == {str(patient) for patient in patients}
+    assert [event.patient_ref for event in events] == [str(patient) for patient in patients]
+    for event in events:
+        row = stored[event.patient_ref]
+        assert row.external_id == event.external_id
+        assert row.occurred_at == event.occurred_at
+        assert (row.actor, row.actor_username, row.action, row.channel) == (
+            user,
+            "coordinator",
+            AccessEvent.Action.SEARCH,
+            AccessEvent.Channel.HTML,
+        )
+        assert (row.purpose, row.path, row.remote_addr, row.user_agent) == (
+            "patient search",
+            "/patients/search/?q=alma",
+            "10.1.2.3",
+            "pytest",
+        )
+    assert len({event.external_id for event in events}) == 60
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_patient_reference_too_long_fails_the_whole_record_and_writes_nothing(
+    role_users: dict[str, User],
+) -> None:
+    request = RequestFactory().get("/fhir/Patient")
+    request.user = role_users[CARE_COORDINATOR]
+    before = AccessEvent.objects.count()
+
+    with pytest.raises(DataError), transaction.atomic():
+        phi_access_record_many(request=request, patient_refs=["p-1", "x" * 65], purpose="FHIR search")
+
+    assert AccessEvent.objects.count() == before
