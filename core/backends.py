@@ -1,17 +1,71 @@
-"""Django's model authentication backend, reading a user's permissions in one query instead of two.
+"""Django's model authentication backend, reading a user's permissions with the user: one query instead of
+three on every staff request.
 
-Every staff request checks a permission, and Django reads the user's own permissions and their groups'
-permissions as two statements. The same answer comes from one; everything else is Django's.
+Every staff request loads the signed-in user and checks a permission; Django reads the user, then the
+user's own permissions and their groups' permissions, as three statements, each built through the ORM.
+On PostgreSQL the user row comes with the permission names in one statement written once; elsewhere (the
+embedded SQLite) the user and then the permissions in one more. Everything else is Django's.
 """
 
+import functools
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission, User
+from django.contrib.contenttypes.models import ContentType
+from django.db import connections, router
 from django.db.models import Q
 
 
+@functools.cache
+def _user_with_permissions_sql() -> tuple[str, list[str]]:
+    """SELECT of the user's columns and an array of its "app_label.codename" permissions (all of them
+    for a superuser), and the model's field names in the order of the columns."""
+    user_meta = User._meta
+    fields = list(user_meta.concrete_fields)
+    permission, content_type = Permission._meta, ContentType._meta
+    user_permissions = User.user_permissions.through._meta
+    user_groups = User.groups.through._meta
+    group_permissions = Group.permissions.through._meta
+    columns = ", ".join(f'u."{field.column}"' for field in fields)
+    pk = user_meta.pk.column
+    sql = (
+        f"SELECT {columns}, ARRAY("  # noqa: S608 (names from the models' metadata, the id a parameter)
+        f'SELECT ct."app_label" || \'.\' || p."codename" FROM "{permission.db_table}" p '
+        f'JOIN "{content_type.db_table}" ct ON ct."id" = p."content_type_id" '
+        f'WHERE u."is_superuser" OR p."id" IN ('
+        f'SELECT "permission_id" FROM "{user_permissions.db_table}" WHERE "user_id" = u."{pk}" UNION ALL '
+        f'SELECT gp."permission_id" FROM "{group_permissions.db_table}" gp '
+        f'JOIN "{user_groups.db_table}" ug ON ug."group_id" = gp."group_id" WHERE ug."user_id" = u."{pk}")'
+        f') FROM "{user_meta.db_table}" u WHERE u."{pk}" = %s'
+    )
+    return sql, [field.attname for field in fields]
+
+
 class ModelBackend(DjangoModelBackend):
+    def get_user(self, user_id: Any) -> Any:
+        user_model = get_user_model()
+        alias = router.db_for_read(user_model)
+        connection = connections[alias]
+        if connection.vendor != "postgresql" or user_model is not User:
+            return super().get_user(user_id)
+        try:
+            user_id = user_model._meta.pk.to_python(user_id)
+        except Exception:  # a session with a malformed id: nobody is signed in, as Django answers
+            return None
+        sql, names = _user_with_permissions_sql()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [user_id])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        user = user_model.from_db(alias, names, row[:-1])
+        if not self.user_can_authenticate(user):
+            return None
+        user._perm_cache = set(row[-1])  # type: ignore[attr-defined]  # Django's own cache attribute
+        return user
+
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return set()

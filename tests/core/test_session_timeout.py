@@ -73,3 +73,21 @@ def test_logging_out_ends_the_session_at_once(coordinator_client: Client) -> Non
 
     assert not Session.objects.filter(session_key=session_key).exists()
     assert coordinator_client.get("/patients/").status_code == 302
+
+
+def test_a_signed_in_page_reads_the_session_and_the_user_with_permissions_only(
+    coordinator_client: Client,
+) -> None:
+    coordinator_client.get("/patients/")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = coordinator_client.get("/patients/")
+
+    assert response.status_code == 200
+    expected = (
+        2 if connection.vendor == "postgresql" else 3
+    )  # SQLite: the permissions in a query of their own
+    assert len(queries.captured_queries) == expected, [
+        query["sql"][:80] for query in queries.captured_queries
+    ]
+    assert "django_session" in queries.captured_queries[0]["sql"]
