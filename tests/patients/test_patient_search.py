@@ -150,6 +150,7 @@ def test_the_sqlite_edit_distance_agrees_with_postgresql(text: str, other: str, 
         (postgresql,) = cursor.fetchone()
 
     ours = _levenshtein_less_equal(text, other, limit)
+    assert ours is not None
     assert (ours <= limit) == (postgresql <= limit)
     if postgresql <= limit:
         assert ours == postgresql
