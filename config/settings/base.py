@@ -85,7 +85,13 @@ def database_configure(database: dict[str, Any]) -> dict[str, Any]:
     if database["ENGINE"].endswith("postgresql"):
         # Parameters travel apart from the SQL, binary where they can: a landed payload's bytes are
         # sent as they are instead of being escaped into the statement's text.
-        database.setdefault("OPTIONS", {}).setdefault("server_side_binding", True)
+        options = database.setdefault("OPTIONS", {})
+        options.setdefault("server_side_binding", True)
+        # A statement a connection runs again is prepared on the server after this many runs, so its plan
+        # is not made anew each time (the statements every request makes plan for longer than they run).
+        # Empty turns it off, as a connection pooler in transaction mode needs (PgBouncer before 1.21).
+        threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+        options.setdefault("prepare_threshold", int(threshold) if threshold else None)
     return database
 
 

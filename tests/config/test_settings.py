@@ -81,3 +81,38 @@ def test_idle_timeout_is_configurable(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["session_age"] == 300
+
+
+def test_postgresql_statements_are_prepared_after_five_runs_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from config.settings.base import database_configure
+
+    def configured(url: str) -> dict[str, object]:
+        return database_configure({"ENGINE": "django.db.backends.postgresql", "NAME": url})
+
+    monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
+    assert configured("concord")["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 5}
+    monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "")
+    assert configured("concord")["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": None}
+    monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "2")
+    assert configured("concord")["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 2}
+    assert "OPTIONS" not in database_configure({"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"})
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_statement_run_again_is_prepared_on_the_server() -> None:
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    for _ in range(6):
+        User.objects.filter(username="prepared-probe").exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    assert any(
+        "prepared-probe" not in statement and 'FROM "auth_user" WHERE "auth_user"."username" = $' in statement
+        for statement in prepared
+    )
