@@ -351,7 +351,13 @@ class Patient(BaseModel):
             models.Index(fields=["family_name", "birth_date"], name="patients_patient_family_dob"),
             models.Index(fields=["birth_date"], name="patients_patient_dob"),
             models.Index(fields=["family_phonetic", "given_phonetic"], name="patients_patient_phonetic"),
-            models.Index(fields=["given_phonetic"], name="patients_patient_given_phon"),
+            # Search compares a misspelled family name with those of everyone sharing the first name's
+            # code here, without reading the rows (an index-only scan).
+            models.Index(
+                fields=["given_phonetic", "family_name"],
+                include=["id", "is_active"],
+                name="patients_patient_given_family",
+            ),
             models.Index(fields=["phone"], name="patients_patient_phone", condition=~Q(phone="")),
             models.Index(fields=["email"], name="patients_patient_email", condition=~Q(email="")),
         ]

@@ -324,20 +324,25 @@ def golden_patient_search(
             keys = [f"n:{last_code}:{code}" for code in first_codes] + [f"n:{first_code}:{phonetic(last)}"]
             # A typo may break one name's phonetic code: a candidate agrees on one name phonetically (or
             # as a nickname) and is within a typo of the other, or starts with it (the box searches as
-            # the user types). Both conditions come from an index, so a common first or family name
-            # cannot fill the candidate list with people whose other name is nothing like the query's.
+            # the user types), so a common first or family name cannot fill the candidate list with
+            # people whose other name is nothing like the query's. The family name is compared in the
+            # index of given-name codes (patients_patient_given_family), not in thousands of table rows.
             given_agrees = Q(given_phonetic__in=first_codes)
             family_close = _typo_or_prefix(Lower("family_name"), {*families, typed[-1], " ".join(typed[1:])})
-            condition = (
-                (
-                    Q(family_phonetic=last_code)
-                    & (given_agrees | _typo_or_prefix(_FirstWord("given_names"), {first, typed[0]}))
+            family_typo = Patient.objects.filter(given_agrees & family_close).order_by().values("pk")
+            others = (
+                Patient.objects.filter(
+                    (
+                        Q(family_phonetic=last_code)
+                        & (given_agrees | _typo_or_prefix(_FirstWord("given_names"), {first, typed[0]}))
+                    )
+                    | Q(pk__in=_keys_patients(keys))
+                    | Q(family_phonetic=first_code, given_phonetic=last_code)  # "Smith John"
                 )
-                | (given_agrees & family_close)
-                | Q(pk__in=_keys_patients(keys))
+                .order_by()
+                .values("pk")
             )
-            condition |= Q(family_phonetic=first_code, given_phonetic=last_code)  # "Smith John"
-            candidates = visible.filter(condition)
+            candidates = visible.filter(pk__in=family_typo.union(others, all=True))
     if birth_date is not None:
         candidates = candidates.filter(birth_date=birth_date)
     if matched_on != "name":
