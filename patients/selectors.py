@@ -200,7 +200,11 @@ def _similarity(typed: str, name: str) -> float:
     """Jaro-Winkler similarity, but at least _ONE_TYPO_SIMILARITY one typo apart: Jaro-Winkler alone
     rates short names one typo apart ("Ye" and "Yr", "Ray" and "Rya") as unlike as different names."""
     score = jellyfish.jaro_winkler_similarity(typed, name)
-    if score < _ONE_TYPO_SIMILARITY and jellyfish.damerau_levenshtein_distance(typed, name) <= 1:
+    if (
+        score < _ONE_TYPO_SIMILARITY
+        and abs(len(typed) - len(name)) <= 1
+        and jellyfish.damerau_levenshtein_distance(typed, name) <= 1
+    ):
         return _ONE_TYPO_SIMILARITY
     return score
 
