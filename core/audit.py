@@ -150,9 +150,8 @@ def _events_insert_sql() -> str:
 
 def _events_insert(connection: Any, events: list[AccessEvent]) -> None:
     now = timezone.now()
-    values = {**{name: getattr(events[0], name) for name in _COMMON_COLUMNS}, "occurred_at": now}
     params = [
-        *(values[name] for name in _COMMON_COLUMNS),
+        *(now if name == "occurred_at" else getattr(events[0], name) for name in _COMMON_COLUMNS),
         [event.external_id for event in events],
         [event.patient_ref for event in events],
     ]
