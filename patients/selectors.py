@@ -1,29 +1,23 @@
 """Reads of source systems, their payloads and golden patients, for the pages and the APIs."""
 
 import functools
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import jellyfish
+from django.db import connections, router
 from django.db.models import (
-    Case,
-    CharField,
     Count,
-    Func,
-    IntegerField,
     Max,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
 )
-from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Lower
-from django.db.models.lookups import LessThanOrEqual, StartsWith
 
 from core.permissions import has_object_access, objects_for_user
 from patients.matching.features import ascii_fold, given_name_groups, patient_features, phonetic
@@ -148,36 +142,6 @@ _PHONE_LIKE = re.compile(r"^\+?[\d\s().-]{7,}$")
 _IDENTIFIER_LIKE = re.compile(r"^(?=.*\d)[\w.:/|-]+$")
 
 
-def _patient_ids_of_records(record_ids: Any) -> set[int]:
-    return set(
-        PatientLink.objects.filter(source_patient_id__in=record_ids).values_list("patient_id", flat=True)
-    )
-
-
-def _keys_patients_query(keys: list[str]) -> QuerySet[PatientLink, int]:
-    """The patients of (up to _CANDIDATE_LIMIT) records with any of ``keys``: one statement."""
-    records = MatchKey.objects.filter(key__in=keys).order_by().values("source_patient_id")[:_CANDIDATE_LIMIT]
-    return (
-        PatientLink.objects.filter(source_patient_id__in=records)
-        .order_by()
-        .values_list("patient_id", flat=True)
-    )
-
-
-def _keys_patients(keys: list[str]) -> set[int]:
-    return set(_keys_patients_query(keys))
-
-
-def _keys_or_contact_patients(key: str, **contact: str) -> set[int]:
-    """Patients with a record that has the blocking key, or whose golden record has the contact value,
-    in one round trip (a search is mostly round trips)."""
-    return set(
-        _keys_patients_query([key])
-        .union(Patient.objects.filter(**contact).order_by().values_list("pk", flat=True))
-        .order_by()
-    )
-
-
 # A search scores up to _CANDIDATE_LIMIT names, and names repeat: fold each and look up its nickname
 # groups once per process (bounded), not once per candidate.
 @functools.lru_cache(maxsize=65_536)
@@ -222,52 +186,181 @@ def _name_similarity(query_first: str, query_last: str, given_names: str, family
     return given_score + family_score
 
 
-def _shown(patients: QuerySet[Patient]) -> QuerySet[Patient]:
-    """What a result row shows (the golden record's JSON and provenance are not read for a list)."""
-    return patients.only(*_RESULT_COLUMNS).annotate(source_slugs=KeyTransform("sources", "record"))
+_RESULT_FIELDS = {
+    "id",
+    "external_id",
+    "is_active",
+    "given_names",
+    "family_name",
+    "birth_date",
+    "gender",
+    "city",
+}
 
 
-_RESULT_COLUMNS = ("external_id", "given_names", "family_name", "birth_date", "gender", "city", "is_active")
+@functools.cache
+def _result_columns() -> tuple[str, ...]:
+    """What a result row shows, in the model's field order (``Model.from_db`` takes them so)."""
+    return tuple(field.attname for field in Patient._meta.concrete_fields if field.attname in _RESULT_FIELDS)
 
 
-class _FirstWord(Func):
+# A search runs as the user types, and once the session and the user are read it is a few statements on
+# indexes that PostgreSQL answers in well under a millisecond: building them through the ORM cost more
+# than running them (about 5 ms of a phone search's 10). So they are written out here, for PostgreSQL and
+# the embedded SQLite alike; every value is a parameter.
+@functools.cache
+def _tables() -> dict[str, str]:
+    models = {"patient": Patient, "link": PatientLink, "key": MatchKey, "record": SourcePatient}
+    tables = {name: f'"{model._meta.db_table}"' for name, model in models.items()}
+    tables["identifier"] = f'"{SourceIdentifier._meta.db_table}"'
+    return tables
+
+
+def _vendor() -> str:
+    return str(connections[router.db_for_read(Patient)].vendor)
+
+
+def _first_word_sql(column: str) -> str:
     """The first space-separated word of a text column, lower case (the first of several given names)."""
-
-    function = "split_part"
-    output_field = CharField()
-
-    def __init__(self, expression: Any) -> None:
-        super().__init__(Lower(expression), Value(" "), Value(1))
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
-        text, params = compiler.compile(self.source_expressions[0])
+    text = f"lower({column})"
+    if _vendor() == "sqlite":
         return (
-            f"CASE WHEN instr({text}, ' ') > 0 THEN substr({text}, 1, instr({text}, ' ') - 1) ELSE {text} END",
-            (*params, *params, *params, *params),
+            f"CASE WHEN instr({text}, ' ') > 0 THEN substr({text}, 1, instr({text}, ' ') - 1) ELSE {text} END"
         )
+    return f"split_part({text}, ' ', 1)"
 
 
-class _EditDistanceAtMost(Func):
-    """Levenshtein distance of a column to a text, exact up to ``limit`` and above it beyond (PostgreSQL's
-    fuzzystrmatch ``levenshtein_less_equal``; SQLite gets the same function from ``patients.apps``)."""
-
-    function = "levenshtein_less_equal"
-    output_field = IntegerField()
-
-    def __init__(self, expression: Any, text: str, limit: int) -> None:
-        super().__init__(expression, Value(text), Value(limit))
+def _sources_sql(alias: str) -> str:
+    """The golden record's list of source slugs, as JSON text (the record itself is not read for a list)."""
+    if _vendor() == "sqlite":
+        return f"json_extract({alias}.record, '$.sources')"
+    return f"({alias}.record -> 'sources')"
 
 
+def _placeholders(values: Sequence[Any]) -> str:
+    return ", ".join("%s" for _ in values)
+
+
+def _visibility_sql(user: Any, alias: str) -> tuple[str, list[Any]]:
+    """A condition on ``alias`` keeping the patients ``user`` may see: nothing to add for a user with the
+    model permission (what ``objects_for_user`` answers then too), else its object permissions' subquery."""
+    if user.has_perm("patients.view_patient"):
+        return "", []
+    sql, params = (
+        objects_for_user(user, "patients.view_patient", Patient.objects.all())
+        .values("pk")
+        .query.sql_with_params()
+    )
+    return f" AND {alias}.id IN ({sql})", list(params)
+
+
+_EDIT_DISTANCE_SQL = "levenshtein_less_equal({column}, %s, {limit}) <= {limit}"
 _TYPO_EDITS = 2  # one mistyped, missing, extra or swapped letter (a swap is two edits)
 
 
-def _typo_or_prefix(column: Any, typed: set[str]) -> Q:
-    """``column`` is within a typo of one of the ``typed`` spellings or starts with it."""
-    condition = Q()
+def _typo_or_prefix_sql(column: str, typed: set[str]) -> tuple[str, list[Any]]:
+    """``column`` is within a typo of one of the ``typed`` spellings or starts with it (PostgreSQL's
+    fuzzystrmatch ``levenshtein_less_equal``; SQLite gets the same function from ``patients.apps``)."""
+    conditions, params = [], []
+    like = connections[router.db_for_read(Patient)].ops.prep_for_like_query
     for text in sorted(typed):
-        condition |= Q(LessThanOrEqual(_EditDistanceAtMost(column, text, _TYPO_EDITS), _TYPO_EDITS))
-        condition |= Q(StartsWith(column, text))
-    return condition
+        conditions.append(_EDIT_DISTANCE_SQL.format(column=column, limit=_TYPO_EDITS))
+        conditions.append(f"{column} LIKE %s ESCAPE '\\'")
+        params += [text, f"{like(text)}%"]
+    return "(" + " OR ".join(conditions) + ")", params
+
+
+def _rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    with connections[router.db_for_read(Patient)].cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def _shown_sql(condition: str) -> str:
+    columns = ", ".join(f"p.{column}" for column in _result_columns())
+    return (
+        f"SELECT {columns}, {_sources_sql('p')} FROM {_tables()['patient']} p "  # noqa: S608
+        f"WHERE p.is_active AND {condition}"
+    )
+
+
+def _shown(rows: Sequence[tuple[Any, ...]]) -> dict[int, Patient]:
+    """Patients holding what a result row shows, by id, from the rows of a ``_shown_sql`` statement."""
+    db = router.db_for_read(Patient)
+    names = _result_columns()
+    found = {}
+    for *values, sources in rows:
+        patient = Patient.from_db(db, names, values)
+        patient.source_slugs = json.loads(sources) if isinstance(sources, str) else (sources or [])
+        found[patient.pk] = patient
+    for patient in found.values():  # SQLite hands back dates as text: the field's own conversion
+        if isinstance(patient.birth_date, str):
+            patient.birth_date = date.fromisoformat(patient.birth_date)
+    return found
+
+
+def _keys_patients_sql(keys: Sequence[str]) -> tuple[str, list[Any]]:
+    """The patients of (up to _CANDIDATE_LIMIT) records with any of ``keys``."""
+    tables = _tables()
+    return (
+        f"SELECT l.patient_id FROM {tables['link']} l WHERE l.source_patient_id IN "  # noqa: S608
+        f"(SELECT k.source_patient_id FROM {tables['key']} k WHERE k.key IN ({_placeholders(keys)}) "
+        f"LIMIT {_CANDIDATE_LIMIT})"
+    ), list(keys)
+
+
+def _identifier_patients_sql(system: str, value: str) -> tuple[str, list[Any]]:
+    """The patients of the (first 50) records a source identifier with this value (and system) names."""
+    tables = _tables()
+    system_sql = " AND i.system = %s" if system else ""
+    return (
+        f"SELECT l.patient_id FROM {tables['link']} l JOIN {tables['record']} r ON r.id = l.source_patient_id "  # noqa: S608
+        f"JOIN (SELECT i.source_id, i.source_record_id FROM {tables['identifier']} i "
+        f"WHERE i.resource_type = 'Patient' AND i.value = %s{system_sql} LIMIT 50) i "
+        "ON i.source_id = r.source_id AND i.source_record_id = r.source_record_id"
+    ), [value, *([system] if system else [])]
+
+
+def _name_candidates_sql(
+    first: str, last: str, typed: list[str], families: set[str]
+) -> tuple[str, list[Any], str, list[Any]]:
+    """Who a name may be (the ids, a statement) and the order they are scored in (an expression)."""
+    patient = _tables()["patient"]
+    last_code = phonetic(last)
+    if not first:
+        return (
+            f"SELECT q.id FROM {patient} q WHERE q.family_phonetic = %s OR q.given_phonetic = %s",  # noqa: S608
+            [last_code, last_code],
+            "",
+            [],
+        )
+    first_code = phonetic(first)
+    first_codes = sorted({first_code, *(phonetic(group) for group in given_name_groups(first))})
+    keys = [f"n:{last_code}:{code}" for code in first_codes] + [f"n:{first_code}:{last_code}"]
+    codes = _placeholders(first_codes)
+    # A typo may break one name's phonetic code: a candidate agrees on one name phonetically (or as a
+    # nickname) and is within a typo of the other, or starts with it (the box searches as the user types),
+    # so a common first or family name cannot fill the candidate list with people whose other name is
+    # nothing like the query's. The family name is compared in the index of given-name codes
+    # (patients_patient_given_family), not in thousands of table rows.
+    family_close, family_params = _typo_or_prefix_sql(
+        "lower(f.family_name)", {*families, typed[-1], " ".join(typed[1:])}
+    )
+    given_close, given_params = _typo_or_prefix_sql(_first_word_sql("o.given_names"), {first, typed[0]})
+    keys_sql, keys_params = _keys_patients_sql(keys)
+    sql = (
+        f"SELECT f.id FROM {patient} f WHERE f.given_phonetic IN ({codes}) AND {family_close} "  # noqa: S608
+        f"UNION ALL SELECT o.id FROM {patient} o WHERE (o.family_phonetic = %s "
+        f"AND (o.given_phonetic IN ({codes}) OR {given_close})) "
+        "OR (o.family_phonetic = %s AND o.given_phonetic = %s) "  # "Smith John"
+        f"UNION ALL {keys_sql}"
+    )
+    params = [
+        *first_codes, *family_params, last_code, *first_codes, *given_params, first_code, last_code, *keys_params
+    ]  # fmt: skip
+    # Candidates whose both names agree phonetically come first, so a common name cannot push them out.
+    order = f"CASE WHEN p.family_phonetic = %s AND p.given_phonetic IN ({codes}) THEN 0 ELSE 1 END"
+    return sql, params, order, [last_code, *first_codes]
 
 
 def golden_patient_search(
@@ -275,108 +368,72 @@ def golden_patient_search(
 ) -> list[PatientSearchHit]:
     """Patients ``user`` may see that fit the query: a name (typos, phonetic variants and nicknames
     found), a phone in any format, an e-mail, or any source identifier; optionally a birth date."""
-    visible = golden_patients_visible(user)
+    if not (user.is_authenticated and user.is_active):
+        return []
     text = " ".join(query.split())
-    matched_on = "name"
-    first = last = ""
+    visible, visible_params = _visibility_sql(user, "p")
+    birth_sql, birth_params = (" AND p.birth_date = %s", [birth_date]) if birth_date is not None else ("", [])
+    patient = _tables()["patient"]
     if not text:
         if birth_date is None:
             return []
-        candidates = visible.filter(birth_date=birth_date)
-        matched_on = "birth date"
+        ids_sql, ids_params, matched_on = "", [], "birth date"
     elif "@" in text:
         email = text.lower()
-        ids = _keys_or_contact_patients(f"e:{email}", email=email)
-        candidates, matched_on = visible.filter(pk__in=ids), "e-mail"
+        keys_sql, keys_params = _keys_patients_sql([f"e:{email}"])
+        ids_sql = f"{keys_sql} UNION ALL SELECT q.id FROM {patient} q WHERE q.email = %s"  # noqa: S608
+        ids_params, matched_on = [*keys_params, email], "e-mail"
     elif _PHONE_LIKE.match(text) and (phone := phone_to_e164(text)):
-        ids = _keys_or_contact_patients(f"p:{phone}", phone=phone)
-        candidates, matched_on = visible.filter(pk__in=ids), "phone"
+        keys_sql, keys_params = _keys_patients_sql([f"p:{phone}"])
+        ids_sql = f"{keys_sql} UNION ALL SELECT q.id FROM {patient} q WHERE q.phone = %s"  # noqa: S608
+        ids_params, matched_on = [*keys_params, phone], "phone"
     elif _IDENTIFIER_LIKE.match(text):
         system, _, value = text.rpartition("|")
-        found = SourceIdentifier.objects.filter(resource_type="Patient", value=value)
-        if system:
-            found = found.filter(system=system)
-        pairs = set(found.values_list("source_id", "source_record_id")[:50])
-        rows = SourcePatient.objects.filter(
-            source_id__in={source_id for source_id, _ in pairs},
-            source_record_id__in=[record_id for _, record_id in pairs],
-        )
-        records = [
-            pk
-            for pk, source_id, record_id in rows.values_list("pk", "source_id", "source_record_id")
-            if (source_id, record_id) in pairs
-        ]
-        candidates, matched_on = visible.filter(pk__in=_patient_ids_of_records(records)), "identifier"
+        ids_sql, ids_params = _identifier_patients_sql(system, value)
+        matched_on = "identifier"
     else:
-        # As typed (lower case) and without diacritics: stored names keep theirs.
-        family_typed, comma, given_typed = text.lower().partition(",")
-        typed = (given_typed.split() + family_typed.split()) if comma else family_typed.split()
-        if not typed:  # punctuation alone
-            return []
-        tokens = [ascii_fold(token) for token in typed]
-        first, last = (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
-        # A family name of several words ("da Rocha") is all that follows the first name, or the last word
-        # when the words between are middle names.
-        families = {last, " ".join(tokens[1:])} if first else {last}
-        last_code = phonetic(last)
-        if not first:
-            condition = Q(family_phonetic=last_code) | Q(given_phonetic=last_code)
-            candidates = visible.filter(condition)
-        else:
-            first_codes = {phonetic(first), *(phonetic(group) for group in given_name_groups(first))}
-            first_code = phonetic(first)
-            keys = [f"n:{last_code}:{code}" for code in first_codes] + [f"n:{first_code}:{phonetic(last)}"]
-            # A typo may break one name's phonetic code: a candidate agrees on one name phonetically (or
-            # as a nickname) and is within a typo of the other, or starts with it (the box searches as
-            # the user types), so a common first or family name cannot fill the candidate list with
-            # people whose other name is nothing like the query's. The family name is compared in the
-            # index of given-name codes (patients_patient_given_family), not in thousands of table rows.
-            given_agrees = Q(given_phonetic__in=first_codes)
-            family_close = _typo_or_prefix(Lower("family_name"), {*families, typed[-1], " ".join(typed[1:])})
-            family_typo = Patient.objects.filter(given_agrees & family_close).order_by().values("pk")
-            others = (
-                Patient.objects.filter(
-                    (
-                        Q(family_phonetic=last_code)
-                        & (given_agrees | _typo_or_prefix(_FirstWord("given_names"), {first, typed[0]}))
-                    )
-                    | Q(pk__in=_keys_patients(keys))
-                    | Q(family_phonetic=first_code, given_phonetic=last_code)  # "Smith John"
-                )
-                .order_by()
-                .values("pk")
-            )
-            candidates = visible.filter(pk__in=family_typo.union(others, all=True))
-    if birth_date is not None:
-        candidates = candidates.filter(birth_date=birth_date)
-    if matched_on != "name":
-        return [
-            PatientSearchHit(patient, 2.0, matched_on)
-            for patient in _shown(candidates.order_by("family_name", "given_names", "pk"))[:limit]
-        ]
-    if first:
-        # Candidates whose both names agree phonetically come first, so a common name cannot push them out.
-        agreement = Case(
-            When(Q(family_phonetic=last_code) & Q(given_phonetic__in=first_codes), then=Value(0)),
-            default=Value(1),
-        )
-        candidates = candidates.order_by(agreement, "pk")
-    else:
-        candidates = candidates.order_by("pk")
+        return _name_search(text, visible + birth_sql, [*visible_params, *birth_params], limit)
+    condition = f"p.id IN ({ids_sql})" if ids_sql else "TRUE"
+    sql = f"{_shown_sql(condition)}{visible}{birth_sql} ORDER BY p.family_name, p.given_names, p.id LIMIT {int(limit)}"
+    shown = _shown(_rows(sql, [*ids_params, *visible_params, *birth_params]))
+    return [PatientSearchHit(patient, 2.0, matched_on) for patient in shown.values()]
+
+
+def _name_search(
+    text: str, narrowing: str, narrowing_params: list[Any], limit: int
+) -> list[PatientSearchHit]:
+    # As typed (lower case) and without diacritics: stored names keep theirs.
+    family_typed, comma, given_typed = text.lower().partition(",")
+    typed = (given_typed.split() + family_typed.split()) if comma else family_typed.split()
+    if not typed:  # punctuation alone
+        return []
+    tokens = [ascii_fold(token) for token in typed]
+    first, last = (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
+    # A family name of several words ("da Rocha") is all that follows the first name, or the last word
+    # when the words between are middle names.
+    families = {last, " ".join(tokens[1:])} if first else {last}
+    ids_sql, ids_params, order, order_params = _name_candidates_sql(first, last, typed, families)
+    sql = (
+        f"SELECT p.id, p.given_names, p.family_name FROM {_tables()['patient']} p "  # noqa: S608
+        f"WHERE p.is_active AND p.id IN ({ids_sql}){narrowing} ORDER BY {order + ', ' if order else ''}p.id "
+        f"LIMIT {_CANDIDATE_LIMIT}"
+    )
     # Names only: the golden record's JSON is read for the few patients shown, not for every candidate.
     scored = []
-    for pk, given_names, family_name in candidates.values_list("pk", "given_names", "family_name")[
-        :_CANDIDATE_LIMIT
-    ]:
+    for pk, given_names, family_name in _rows(sql, [*ids_params, *narrowing_params, *order_params]):
         score = max(_name_similarity(first, family, given_names, family_name) for family in families)
         if first:
             score = max(score, _name_similarity(last, first, given_names, family_name))
         if score >= (1.7 if first else 0.85):
             scored.append((-score, family_name, given_names, pk))
     scored.sort()
-    shown = scored[:limit]
-    shown_patients = _shown(Patient.objects.all()).in_bulk([pk for *_, pk in shown])
-    return [PatientSearchHit(shown_patients[pk], -negative, "name") for negative, _, _, pk in shown]
+    shown_ids = [pk for *_, pk in scored[:limit]]
+    if not shown_ids:
+        return []
+    shown = _shown(_rows(_shown_sql(f"p.id IN ({_placeholders(shown_ids)})"), shown_ids))
+    return [
+        PatientSearchHit(shown[pk], -negative, "name") for negative, _, _, pk in scored[:limit] if pk in shown
+    ]
 
 
 def golden_patient_replaced_ids(patient: Patient) -> list[str]:

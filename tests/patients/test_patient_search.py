@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
+from core.permissions import object_permission_grant
 from core.roles import CARE_COORDINATOR
 from patients import selectors
 from patients.apps import _levenshtein_less_equal
@@ -154,3 +155,59 @@ def test_the_sqlite_edit_distance_agrees_with_postgresql(text: str, other: str, 
     assert (ours <= limit) == (postgresql <= limit)
     if postgresql <= limit:
         assert ours == postgresql
+
+
+def test_a_user_granted_patients_one_by_one_finds_what_the_coordinator_finds_among_them(
+    people: dict[str, Patient], role_users: dict[str, User], django_user_model: type[User]
+) -> None:
+    """Without the model permission the statements take the object permissions' subquery: same hits, same
+    order, same scores, only the patients granted."""
+    nurse = django_user_model.objects.create_user("nurse", password="x-long-enough-password")
+    hidden = {"James Smith", "Alma Quigley"}
+    for name, golden in people.items():
+        if name not in hidden:
+            object_permission_grant(perm="patients.view_patient", grantee=nurse, obj=golden)
+    coordinator = role_users[CARE_COORDINATOR]
+    queries = ["Jimmy Smiht", "Alma Qui", "Smith", "Quigley, Alma", "Ye", "Enzo Pimenat", "Mary Rya"]
+
+    for query in queries:
+        everyone = [
+            (f"{hit.patient.given_names} {hit.patient.family_name}", hit.score)
+            for hit in golden_patient_search(user=coordinator, query=query)
+        ]
+        granted = [
+            (f"{hit.patient.given_names} {hit.patient.family_name}", hit.score)
+            for hit in golden_patient_search(user=nurse, query=query)
+        ]
+        assert everyone, query
+        assert granted == [(name, score) for name, score in everyone if name not in hidden], query
+    alma = people["Alma Quigley"]
+    born = golden_patient_search(user=nurse, query="", birth_date=alma.birth_date)
+    assert born == []
+    assert [
+        hit.patient.pk
+        for hit in golden_patient_search(user=coordinator, query="", birth_date=alma.birth_date)
+    ] == [alma.pk]
+
+
+def test_a_result_holds_what_its_row_shows_in_few_statements(
+    people: dict[str, Patient], role_users: dict[str, User], django_assert_num_queries: Any
+) -> None:
+    """A name search is two statements (candidates, then the rows shown); nothing else is read."""
+    alma = people["Alma Quigley"]
+    coordinator = role_users[CARE_COORDINATOR]
+    assert coordinator.has_perm("patients.view_patient")  # a request's user comes with its permissions
+    with django_assert_num_queries(2):
+        (hit,) = golden_patient_search(user=coordinator, query="Alma Quigly")
+
+    shown = hit.patient
+    assert (shown.pk, shown.external_id, shown.birth_date) == (alma.pk, alma.external_id, alma.birth_date)
+    assert (shown.given_names, shown.family_name, shown.gender, shown.city) == (
+        alma.given_names,
+        alma.family_name,
+        alma.gender,
+        alma.city,
+    )
+    assert shown.source_slugs == alma.record["sources"] == ["hospital-ehr"]
+    assert hit.matched_on == "name"
+    assert hit.score > 1.7
