@@ -134,6 +134,7 @@ class PatientSearchHit:
     patient: Patient
     score: float  # 0..2: how well the name agrees (1 per name part), or 2 for an exact contact/identifier hit
     matched_on: str
+    sources: list[str]  # slugs of the source systems the patient appears in
 
 
 SEARCH_LIMIT = 25
@@ -284,18 +285,19 @@ def _shown_sql(condition: str) -> str:
     )
 
 
-def _shown(rows: Sequence[tuple[Any, ...]]) -> dict[int, Patient]:
-    """Patients holding what a result row shows, by id, from the rows of a ``_shown_sql`` statement."""
+def _shown(rows: Sequence[tuple[Any, ...]]) -> dict[int, tuple[Patient, list[str]]]:
+    """Patients holding what a result row shows, and their sources, by id, from a ``_shown_sql`` statement."""
     db = router.db_for_read(Patient)
     names = _result_columns()
+    # SQLite hands UUIDs and dates back as text: the fields make them values again (PostgreSQL's are).
+    fields = {field.attname: field for field in Patient._meta.concrete_fields}
+    convert = [fields[name].to_python for name in names] if _vendor() == "sqlite" else None
     found = {}
     for *values, sources in rows:
+        if convert is not None:
+            values = [to_python(value) for to_python, value in zip(convert, values, strict=True)]
         patient = Patient.from_db(db, names, values)
-        patient.source_slugs = json.loads(sources) if isinstance(sources, str) else (sources or [])
-        found[patient.pk] = patient
-    for patient in found.values():  # SQLite hands back dates as text: the field's own conversion
-        if isinstance(patient.birth_date, str):
-            patient.birth_date = date.fromisoformat(patient.birth_date)
+        found[patient.pk] = (patient, json.loads(sources) if isinstance(sources, str) else (sources or []))
     return found
 
 
@@ -396,7 +398,7 @@ def golden_patient_search(
     condition = f"p.id IN ({ids_sql})" if ids_sql else "TRUE"
     sql = f"{_shown_sql(condition)}{visible}{birth_sql} ORDER BY p.family_name, p.given_names, p.id LIMIT {int(limit)}"
     shown = _shown(_rows(sql, [*ids_params, *visible_params, *birth_params]))
-    return [PatientSearchHit(patient, 2.0, matched_on) for patient in shown.values()]
+    return [PatientSearchHit(patient, 2.0, matched_on, sources) for patient, sources in shown.values()]
 
 
 def _name_search(
@@ -432,7 +434,9 @@ def _name_search(
         return []
     shown = _shown(_rows(_shown_sql(f"p.id IN ({_placeholders(shown_ids)})"), shown_ids))
     return [
-        PatientSearchHit(shown[pk], -negative, "name") for negative, _, _, pk in scored[:limit] if pk in shown
+        PatientSearchHit(shown[pk][0], -negative, "name", shown[pk][1])
+        for negative, _, _, pk in scored[:limit]
+        if pk in shown
     ]
 
 

@@ -10,6 +10,7 @@ import logging
 import zlib
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models.fields.json import KeyTransform
@@ -156,28 +157,46 @@ def _candidates_fetch(keys: list[str], *, record_id: int | None) -> list[tuple[i
         return []
     key_table, record_table = MatchKey._meta.db_table, SourcePatient._meta.db_table
     link_table = PatientLink._meta.db_table
+    wanted = sorted(set(keys))
+    if connection.vendor == "postgresql":
+        found_sql = f"""
+            SELECT shared.source_patient_id, count(*) AS keys_shared
+              FROM unnest(%s::text[]) AS wanted(key)
+             CROSS JOIN LATERAL (
+                   SELECT m.source_patient_id FROM {key_table} m
+                    WHERE m.key = wanted.key AND m.source_patient_id IS DISTINCT FROM %s::bigint
+                    LIMIT %s
+                   ) AS shared
+             GROUP BY shared.source_patient_id
+             ORDER BY count(*) DESC, shared.source_patient_id
+             LIMIT %s
+        """  # noqa: S608 (the table names come from the models)
+        found_params: list[Any] = [wanted, record_id, KEY_RECORDS_COUNTED, MAX_CANDIDATES]
+    else:  # the embedded SQLite has neither arrays nor LATERAL: one arm per key
+        arm = (
+            f"SELECT * FROM (SELECT m.source_patient_id FROM {key_table} m "  # noqa: S608
+            "WHERE m.key = %s AND m.source_patient_id IS NOT %s LIMIT %s)"
+        )
+        found_sql = f"""
+            SELECT shared.source_patient_id, count(*) AS keys_shared
+              FROM ({" UNION ALL ".join(arm for _ in wanted)}) AS shared
+             GROUP BY shared.source_patient_id
+             ORDER BY count(*) DESC, shared.source_patient_id
+             LIMIT %s
+        """  # noqa: S608
+        found_params = [value for key in wanted for value in (key, record_id, KEY_RECORDS_COUNTED)]
+        found_params.append(MAX_CANDIDATES)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH found AS (
-                SELECT shared.source_patient_id, count(*) AS keys_shared
-                  FROM unnest(%s::text[]) AS wanted(key)
-                 CROSS JOIN LATERAL (
-                       SELECT m.source_patient_id FROM {key_table} m
-                        WHERE m.key = wanted.key AND m.source_patient_id IS DISTINCT FROM %s::bigint
-                        LIMIT %s
-                       ) AS shared
-                 GROUP BY shared.source_patient_id
-                 ORDER BY count(*) DESC, shared.source_patient_id
-                 LIMIT %s
-            )
+            WITH found AS ({found_sql})
             SELECT r.id, r.match_features, l.patient_id
               FROM found
               JOIN {record_table} r ON r.id = found.source_patient_id
               JOIN {link_table} l ON l.source_patient_id = found.source_patient_id
              ORDER BY found.keys_shared DESC, found.source_patient_id
             """,  # noqa: S608 (the table names come from the models)
-            [sorted(set(keys)), record_id, KEY_RECORDS_COUNTED, MAX_CANDIDATES],
+            found_params,
         )
         rows = cursor.fetchall()
     # Django's PostgreSQL backend hands jsonb over as text (JSONField decodes it): so does this cursor.

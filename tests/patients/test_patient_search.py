@@ -208,6 +208,6 @@ def test_a_result_holds_what_its_row_shows_in_few_statements(
         alma.gender,
         alma.city,
     )
-    assert shown.source_slugs == alma.record["sources"] == ["hospital-ehr"]
+    assert hit.sources == alma.record["sources"] == ["hospital-ehr"]
     assert hit.matched_on == "name"
     assert hit.score > 1.7
