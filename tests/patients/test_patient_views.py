@@ -153,6 +153,21 @@ def test_search_by_birth_date_and_shows_sources(alma: Patient, coordinator_clien
     assert "No patient you may see" in _search(coordinator_client, q="Quigley", birth_date="1961-04-13")
 
 
+def test_search_results_escape_what_the_sources_sent(alma: Patient, coordinator_client: Client) -> None:
+    """The result rows are written without the template engine: every value is still escaped."""
+    Patient.objects.filter(pk=alma.pk).update(
+        given_names='<script>alert("x")</script>', family_name="O'Brien & Sons", city="<b>Springfield</b>"
+    )
+
+    html = _search(coordinator_client, q="(617) 555-0134")
+
+    assert "<script>" not in html and "<b>Springfield" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; O&#x27;Brien &amp; Sons" in html
+    assert "<td>&lt;b&gt;Springfield&lt;/b&gt;</td>" in html
+    assert f'<a href="/patients/{alma.external_id}/">' in html
+    assert f"<td>{alma.birth_date.isoformat()}</td>" in html
+
+
 def test_search_with_htmx_returns_only_the_results(alma: Patient, coordinator_client: Client) -> None:
     response = coordinator_client.get("/patients/search/", {"q": "Alma Quigley"}, HTTP_HX_REQUEST="true")
 
