@@ -161,6 +161,7 @@ def _name_groups(given: str) -> frozenset[str]:
 _ONE_TYPO_SIMILARITY = 0.8
 
 
+@functools.lru_cache(maxsize=65_536)  # names repeat among the candidates (every Smith's family name)
 def _similarity(typed: str, name: str) -> float:
     """Jaro-Winkler similarity, but at least _ONE_TYPO_SIMILARITY one typo apart: Jaro-Winkler alone
     rates short names one typo apart ("Ye" and "Yr", "Ray" and "Rya") as unlike as different names."""
@@ -326,16 +327,12 @@ def _identifier_patients_sql(system: str, value: str) -> tuple[str, list[Any]]:
 def _name_candidates_sql(
     first: str, last: str, typed: list[str], families: set[str]
 ) -> tuple[str, list[Any], str, list[Any]]:
-    """Who a name may be (the ids, a statement) and the order they are scored in (an expression)."""
+    """Who a name may be (a condition on the patients ``p``) and the order they are scored in (an
+    expression)."""
     patient = _tables()["patient"]
     last_code = phonetic(last)
     if not first:
-        return (
-            f"SELECT q.id FROM {patient} q WHERE q.family_phonetic = %s OR q.given_phonetic = %s",  # noqa: S608
-            [last_code, last_code],
-            "",
-            [],
-        )
+        return "(p.family_phonetic = %s OR p.given_phonetic = %s)", [last_code, last_code], "", []
     first_code = phonetic(first)
     first_codes = sorted({first_code, *(phonetic(group) for group in given_name_groups(first))})
     keys = [f"n:{last_code}:{code}" for code in first_codes] + [f"n:{first_code}:{last_code}"]
@@ -362,7 +359,7 @@ def _name_candidates_sql(
     ]  # fmt: skip
     # Candidates whose both names agree phonetically come first, so a common name cannot push them out.
     order = f"CASE WHEN p.family_phonetic = %s AND p.given_phonetic IN ({codes}) THEN 0 ELSE 1 END"
-    return sql, params, order, [last_code, *first_codes]
+    return f"p.id IN ({sql})", params, order, [last_code, *first_codes]
 
 
 def golden_patient_search(
@@ -414,15 +411,15 @@ def _name_search(
     # A family name of several words ("da Rocha") is all that follows the first name, or the last word
     # when the words between are middle names.
     families = {last, " ".join(tokens[1:])} if first else {last}
-    ids_sql, ids_params, order, order_params = _name_candidates_sql(first, last, typed, families)
+    condition, condition_params, order, order_params = _name_candidates_sql(first, last, typed, families)
     sql = (
         f"SELECT p.id, p.given_names, p.family_name FROM {_tables()['patient']} p "  # noqa: S608
-        f"WHERE p.is_active AND p.id IN ({ids_sql}){narrowing} ORDER BY {order + ', ' if order else ''}p.id "
+        f"WHERE p.is_active AND {condition}{narrowing} ORDER BY {order + ', ' if order else ''}p.id "
         f"LIMIT {_CANDIDATE_LIMIT}"
     )
     # Names only: the golden record's JSON is read for the few patients shown, not for every candidate.
     scored = []
-    for pk, given_names, family_name in _rows(sql, [*ids_params, *narrowing_params, *order_params]):
+    for pk, given_names, family_name in _rows(sql, [*condition_params, *narrowing_params, *order_params]):
         score = max(_name_similarity(first, family, given_names, family_name) for family in families)
         if first:
             score = max(score, _name_similarity(last, first, given_names, family_name))

@@ -161,11 +161,12 @@ def test_search_results_escape_what_the_sources_sent(alma: Patient, coordinator_
 
     html = _search(coordinator_client, q="(617) 555-0134")
 
-    assert "<script>" not in html and "<b>Springfield" not in html
+    assert "<script>" not in html
+    assert "<b>Springfield" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; O&#x27;Brien &amp; Sons" in html
     assert "<td>&lt;b&gt;Springfield&lt;/b&gt;</td>" in html
     assert f'<a href="/patients/{alma.external_id}/">' in html
-    assert f"<td>{alma.birth_date.isoformat()}</td>" in html
+    assert "<td>1961-04-12</td>" in html
 
 
 def test_search_with_htmx_returns_only_the_results(alma: Patient, coordinator_client: Client) -> None:
