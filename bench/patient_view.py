@@ -9,9 +9,9 @@
    (``setup_demo``) and an API token for the coordinator. ``--reuse`` measures an existing database.
 2. In-process: the SQL query count of the patient page for a small, a typical and the big patient (it
    must not grow with the record), and where the big patient's page spends its time (stages, cProfile).
-3. Starts gunicorn (``--workers`` sync workers, settings ``config.settings.local`` with DEBUG off: the
-   production overlay only adds TLS-only cookies and redirects and a static manifest, which a plain-HTTP
-   local run cannot use), logs ``--clients`` clients in as the care coordinator (a session each,
+3. Starts gunicorn (``--workers`` sync workers, or gthread workers of ``--threads`` threads; settings
+   ``config.settings.local`` with DEBUG off: the production overlay only adds TLS-only cookies and
+   redirects and a static manifest, which a plain-HTTP local run cannot use), logs ``--clients`` clients in as the care coordinator (a session each,
    through the login form), and for each endpoint in turn runs ``--requests`` requests spread over the
    clients, each client sending its next request when the previous one is answered (no think time),
    after a warm-up. Prints p50/p95/p99 per endpoint, the patient page's ratio to the floor (a trivial
@@ -445,8 +445,15 @@ class HttpClient:
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         started = time.perf_counter()
-        self.connection.request(method, path, body=body, headers=sent)
-        response = self.connection.getresponse()
+        try:
+            self.connection.request(method, path, body=body, headers=sent)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # A threaded worker closes a kept-alive connection left idle (between phases): open a new one.
+            self.connection.close()
+            started = time.perf_counter()
+            self.connection.request(method, path, body=body, headers=sent)
+            response = self.connection.getresponse()
         content = response.read()
         elapsed = time.perf_counter() - started
         for header in response.headers.get_all("Set-Cookie") or []:
@@ -480,9 +487,14 @@ def free_port() -> int:
     return port
 
 
-def server_start(env: dict[str, str], *, port: int, workers: int, log_path: Path) -> subprocess.Popen[bytes]:
+def server_start(
+    env: dict[str, str], *, port: int, workers: int, threads: int, log_path: Path
+) -> subprocess.Popen[bytes]:
+    # One thread: gunicorn's sync workers. More: gthread workers, each serving that many requests at once
+    # (one runs Python at a time; the others wait on PostgreSQL).
+    threaded = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", str(workers),
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", str(workers), *threaded,
          "--bind", f"127.0.0.1:{port}", "--timeout", "120"],
         cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -666,7 +678,11 @@ def load_test(options: argparse.Namespace, env: dict[str, str], subjects: Subjec
     with tempfile.TemporaryDirectory(prefix="concord-bench-gunicorn-") as scratch:
         port = free_port()
         server = server_start(
-            env, port=port, workers=options.workers, log_path=Path(scratch) / "gunicorn.log"
+            env,
+            port=port,
+            workers=options.workers,
+            threads=options.threads,
+            log_path=Path(scratch) / "gunicorn.log",
         )
         try:
             children = subprocess.run(
@@ -703,7 +719,9 @@ def load_test(options: argparse.Namespace, env: dict[str, str], subjects: Subjec
                     f"{entries:,} entries in {1000 * seconds:.0f} ms"
                 )
             print(
-                f"\nUnder load: gunicorn {options.workers} sync workers, {options.clients} clients back to back "
+                f"\nUnder load: gunicorn {options.workers} "
+                + (f"gthread workers of {options.threads} threads" if options.threads > 1 else "sync workers")
+                + f", {options.clients} clients back to back "
                 f"(no think time), {options.requests} requests per line after {options.warmup} warm-up "
                 "requests per client"
             )
@@ -774,6 +792,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="Warm-up requests per client (default 3).")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2).")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="Threads per worker (default 1: sync workers; more: gthread)."
+    )
     parser.add_argument("--profile-rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="Measure the existing database, build nothing.")
