@@ -30,6 +30,10 @@ linked = (
     .order_by("pk")
     .first()
 )
+quarantined = list(InboundPayload.objects.filter(status="quarantined").values_list("error", flat=True)[:5])
+if linked is None:
+    print(json.dumps({"quarantined": quarantined, "patient": None}))
+    raise SystemExit
 record = linked.links.get(source_patient__source__slug="hospital-ehr").source_patient
 identifier = SourceIdentifier.objects.filter(
     resource_type="Patient", source_id=record.source_id, source_record_id=record.source_record_id
@@ -54,9 +58,7 @@ found["birth date"] = [
 sources = golden_patient_search(user=user, query=f"{given} {family}")[0].sources
 print(json.dumps({
     "payloads": InboundPayload.objects.count(),
-    "quarantined": list(
-        InboundPayload.objects.filter(status="quarantined").values_list("error", flat=True)[:5]
-    ),
+    "quarantined": quarantined,
     "links": PatientLink.objects.count(),
     "patient": str(linked.external_id),
     "queries": queries,
@@ -97,6 +99,7 @@ def test_the_embedded_sqlite_database_loads_the_demo_and_finds_its_patients(tmp_
     report = json.loads(_manage(env, "shell", "-c", _CHECK).strip().splitlines()[-1])
 
     assert report["quarantined"] == []
+    assert report["patient"] is not None, "no person linked across the CRM and the hospital EHR"
     assert report["payloads"] >= 3
     assert report["links"] > 12  # the EHRs and the CRM share people: records were linked
     assert {"crm", "hospital-ehr"} <= set(report["sources"])
