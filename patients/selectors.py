@@ -212,14 +212,22 @@ def _result_columns() -> tuple[str, ...]:
 # the embedded SQLite alike; every value is a parameter.
 @functools.cache
 def _tables() -> dict[str, str]:
-    models = {"patient": Patient, "link": PatientLink, "key": MatchKey, "record": SourcePatient}
-    tables = {name: f'"{model._meta.db_table}"' for name, model in models.items()}
-    tables["identifier"] = f'"{SourceIdentifier._meta.db_table}"'
-    return tables
+    models = {
+        "patient": Patient,
+        "link": PatientLink,
+        "key": MatchKey,
+        "record": SourcePatient,
+        "identifier": SourceIdentifier,
+    }
+    return {name: f'"{model._meta.db_table}"' for name, model in models.items()}
+
+
+def _connection() -> Any:
+    return connections[router.db_for_read(Patient)]
 
 
 def _vendor() -> str:
-    return str(connections[router.db_for_read(Patient)].vendor)
+    return str(_connection().vendor)
 
 
 def _first_word_sql(column: str) -> str:
@@ -245,14 +253,10 @@ def _placeholders(values: Sequence[Any]) -> str:
 
 def _visibility_sql(user: Any, alias: str) -> tuple[str, list[Any]]:
     """A condition on ``alias`` keeping the patients ``user`` may see: nothing to add for a user with the
-    model permission (what ``objects_for_user`` answers then too), else its object permissions' subquery."""
+    model permission (``golden_patients_visible`` adds none then either), else that queryset as a subquery."""
     if user.has_perm("patients.view_patient"):
         return "", []
-    sql, params = (
-        objects_for_user(user, "patients.view_patient", Patient.objects.all())
-        .values("pk")
-        .query.sql_with_params()
-    )
+    sql, params = golden_patients_visible(user).values("pk").query.sql_with_params()
     return f" AND {alias}.id IN ({sql})", list(params)
 
 
@@ -264,7 +268,7 @@ def _typo_or_prefix_sql(column: str, typed: set[str]) -> tuple[str, list[Any]]:
     """``column`` is within a typo of one of the ``typed`` spellings or starts with it (PostgreSQL's
     fuzzystrmatch ``levenshtein_less_equal``; SQLite gets the same function from ``patients.apps``)."""
     conditions, params = [], []
-    like = connections[router.db_for_read(Patient)].ops.prep_for_like_query
+    like = _connection().ops.prep_for_like_query
     for text in sorted(typed):
         conditions.append(_EDIT_DISTANCE_SQL.format(column=column, limit=_TYPO_EDITS))
         conditions.append(f"{column} LIKE %s ESCAPE '\\'")
@@ -273,7 +277,7 @@ def _typo_or_prefix_sql(column: str, typed: set[str]) -> tuple[str, list[Any]]:
 
 
 def _rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with connections[router.db_for_read(Patient)].cursor() as cursor:
+    with _connection().cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
 
@@ -372,7 +376,7 @@ def golden_patient_search(
     text = " ".join(query.split())
     visible, visible_params = _visibility_sql(user, "p")
     birth_sql, birth_params = (" AND p.birth_date = %s", [birth_date]) if birth_date is not None else ("", [])
-    patient = _tables()["patient"]
+    patients = _tables()["patient"]
     if not text:
         if birth_date is None:
             return []
@@ -380,11 +384,11 @@ def golden_patient_search(
     elif "@" in text:
         email = text.lower()
         keys_sql, keys_params = _keys_patients_sql([f"e:{email}"])
-        ids_sql = f"{keys_sql} UNION ALL SELECT q.id FROM {patient} q WHERE q.email = %s"  # noqa: S608
+        ids_sql = f"{keys_sql} UNION ALL SELECT q.id FROM {patients} q WHERE q.email = %s"  # noqa: S608
         ids_params, matched_on = [*keys_params, email], "e-mail"
     elif _PHONE_LIKE.match(text) and (phone := phone_to_e164(text)):
         keys_sql, keys_params = _keys_patients_sql([f"p:{phone}"])
-        ids_sql = f"{keys_sql} UNION ALL SELECT q.id FROM {patient} q WHERE q.phone = %s"  # noqa: S608
+        ids_sql = f"{keys_sql} UNION ALL SELECT q.id FROM {patients} q WHERE q.phone = %s"  # noqa: S608
         ids_params, matched_on = [*keys_params, phone], "phone"
     elif _IDENTIFIER_LIKE.match(text):
         system, _, value = text.rpartition("|")

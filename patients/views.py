@@ -109,13 +109,14 @@ def _result_rows(hits: Sequence[PatientSearchHit]) -> SafeString:
         str(_PLACEHOLDER_ID)
     )
     escape = html.escape
+    link_head, link_tail = escape(link_head), escape(link_tail)
     rows = []
     for hit in hits:
         patient = hit.patient
         badges = "".join(f'<span class="source-badge">{escape(str(slug))}</span> ' for slug in hit.sources)
         born = patient.birth_date.isoformat() if patient.birth_date else "unknown"
         rows.append(
-            f'<tr><td><a href="{escape(link_head)}{patient.external_id}{escape(link_tail)}">'
+            f'<tr><td><a href="{link_head}{patient.external_id}{link_tail}">'
             f"{escape(patient.given_names or '')} {escape(patient.family_name or '')}</a></td>"
             f"<td>{born}</td><td>{escape(patient.gender or 'unknown')}</td><td>{escape(patient.city or '')}</td>"
             f"<td>{badges}</td></tr>\n"
