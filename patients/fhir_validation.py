@@ -10,11 +10,15 @@ Strict validation of a payload is most of what ingestion costs, and most of that
   annotations each time whether it is a list of complex types.
 - ``validate_after_model_construction`` looks for required primitives and choice types also in the
   (most) classes that have neither.
+- ``FhirBase.fhir_model_validator`` validates every nested element (each Coding, each Reference, ...)
+  through ``model_validate`` and then checks the class and resource type of what that built, which for a
+  dict are those of the class asked for.
 
 The replacements give the same answers: the ``resourceType`` check moves into the "before" validator
 (pydantic then calls ``BaseModel.__init__`` and validates each element once), the fields a class must
 check are worked out once per class, and classes with nothing to check after construction return at
-once. ``tests/patients/test_fhir_validation.py`` runs the shipped FHIR examples and mutations of them
+once, and a nested element given as a dict goes straight to its class's validator (anything else, or a
+result of another class, still takes upstream's path). ``tests/patients/test_fhir_validation.py`` runs the shipped FHIR examples and mutations of them
 (wrong types, nulls in lists, missing elements) through validation with and without the replacements
 and requires the same problems, message for message.
 
@@ -27,9 +31,10 @@ import hashlib
 import inspect
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from fhir_core import fhirabstractmodel
+from fhir_core import fhirabstractmodel, types
 from fhir_core.utils import is_list_type, is_primitive_type
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -37,6 +42,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 logger = logging.getLogger(__name__)
 
 Model = fhirabstractmodel.FHIRAbstractModel
+ElementBase = types.FhirBase
 
 # sha256 of the source of each replaced function, in fhir_core 1.1.12.
 _UPSTREAM_SOURCES = {
@@ -44,22 +50,39 @@ _UPSTREAM_SOURCES = {
     "reject_null_complex_elements": "d0d0200524d20d33",
     "validate_after_model_construction": "016ab95ff060a75a",
 }
+_UPSTREAM_ELEMENT_SOURCE = "6a4912d3f8b15f04"  # FhirBase.fhir_model_validator
 
-_complex_list_keys_by_class: dict[type, tuple[tuple[str, str], ...]] = {}
 _nothing_after_by_class: dict[type, bool] = {}
 
 
-def _complex_list_keys(cls: Any) -> tuple[tuple[str, str], ...]:
-    """(alias, name) of the fields of ``cls`` that hold a list of complex elements."""
-    found = _complex_list_keys_by_class.get(cls)
+@dataclass(frozen=True)
+class _BeforeChecks:
+    """What the "before" validator checks on a class, worked out once."""
+
+    type_key_allowed: bool  # "resourceType" is not one of the class's fields, so it is the type marker
+    complex_list_keys: tuple[tuple[str, str], ...]  # (alias, name) of the fields holding lists of elements
+
+
+_before_checks_by_class: dict[type, _BeforeChecks] = {}
+
+
+def _before_checks(cls: Any) -> _BeforeChecks:
+    found = _before_checks_by_class.get(cls)
     if found is None:
-        found = tuple(
-            (field.alias or name, name)
-            for name, field in cls.model_fields.items()
-            if is_list_type(field) and not is_primitive_type(field) and not name.endswith("__ext")
+        fields = cls.model_fields
+        found = _BeforeChecks(
+            type_key_allowed="resourceType" not in fields,
+            complex_list_keys=tuple(
+                (field.alias or name, name)
+                for name, field in fields.items()
+                if is_list_type(field) and not is_primitive_type(field) and not name.endswith("__ext")
+            ),
         )
-        _complex_list_keys_by_class[cls] = found
+        _before_checks_by_class[cls] = found
     return found
+
+
+_ABSENT = object()
 
 
 def _wrong_resource_type(cls: Any, resource_type: Any) -> ValidationError:
@@ -84,7 +107,8 @@ def _before(cls: Any, data: Any) -> Any:
     """Upstream ``__init__``'s resource type check, then ``reject_null_complex_elements``."""
     if not isinstance(data, dict):
         return data
-    type_given = "resourceType" in data and "resourceType" not in cls.model_fields
+    checks = _before_checks_by_class.get(cls) or _before_checks(cls)
+    type_given = checks.type_key_allowed and "resourceType" in data
     if type_given or "resource_type" in data:
         data = dict(data)  # the caller's dict is left as it was, as upstream's ``**data`` did
         resource_type = data.pop("resource_type", None)
@@ -93,10 +117,11 @@ def _before(cls: Any, data: Any) -> Any:
         if resource_type is not None and resource_type != cls.__resource_type__:
             raise _wrong_resource_type(cls, resource_type)
     errors: list[InitErrorDetails] = []
-    for alias, name in _complex_list_keys(cls):
-        key = alias if alias in data else name
-        value = data.get(key)
-        if isinstance(value, list) and any(item is None for item in value):
+    for alias, name in checks.complex_list_keys:
+        key, value = alias, data.get(alias, _ABSENT)
+        if value is _ABSENT:
+            key, value = name, data.get(name)
+        if isinstance(value, list) and None in value:  # JSON values: None equals nothing but None
             errors.append(
                 {
                     "type": PydanticCustomError(
@@ -123,8 +148,20 @@ def _after(self: Any) -> Any:
     return self
 
 
-def _fingerprint(name: str) -> str:
-    source = inspect.getsource(getattr(Model, name))
+_upstream_element_validator = ElementBase.__dict__["fhir_model_validator"].__func__
+
+
+def _element(cls: Any, value: Any, model_klass: Any) -> Any:
+    """Upstream ``fhir_model_validator`` for a nested element, with a dict validated by its class at once."""
+    if type(value) is dict:
+        value = model_klass.__pydantic_validator__.validate_python(value)
+        if type(value) is model_klass:  # what upstream's class and resource type checks accept
+            return value
+    return _upstream_element_validator(cls, value, model_klass)
+
+
+def _fingerprint(name: str, owner: Any = Model) -> str:
+    source = inspect.getsource(getattr(owner, name))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -139,6 +176,8 @@ def install() -> bool:
     if os.environ.get("CONCORD_FHIR_FAST_VALIDATION", "true").strip().lower() in {"0", "false", "no", "off"}:
         return False
     changed = [name for name, digest in _UPSTREAM_SOURCES.items() if _fingerprint(name) != digest]
+    if _fingerprint("fhir_model_validator", ElementBase) != _UPSTREAM_ELEMENT_SOURCE:
+        changed.append("FhirBase.fhir_model_validator")
     if changed:
         logger.warning(
             "fhir_core's %s changed upstream: validation runs unaccelerated", ", ".join(sorted(changed))
@@ -152,6 +191,8 @@ def install() -> bool:
     setattr(Model, "__init__", BaseModel.__init__)  # noqa: B010
     setattr(Model, "reject_null_complex_elements", classmethod(_before))  # noqa: B010
     setattr(Model, "validate_after_model_construction", _after)  # noqa: B010
+    # Looked up on each call by the element schemas' wrap validator, so built classes use it too.
+    setattr(ElementBase, "fhir_model_validator", classmethod(_element))  # noqa: B010
     _installed = True
     return True
 

@@ -107,6 +107,26 @@ def test_the_replacements_are_installed() -> None:
     assert model.__pydantic_custom_init__ is False  # each element is validated once, not twice
     validators = model.__pydantic_decorators__.model_validators
     assert validators["reject_null_complex_elements"].func.__func__ is fhir_validation._before
+    assert fhir_validation.ElementBase.__dict__["fhir_model_validator"].__func__ is fhir_validation._element
+
+
+def test_a_nested_element_not_given_as_a_dict_takes_upstreams_checks() -> None:
+    from fhir.resources.R4B.coding import Coding
+    from fhir.resources.R4B.identifier import Identifier
+
+    built: Any = Patient.model_validate({"maritalStatus": {"coding": [{"code": "M"}]}})
+    assert isinstance(built.maritalStatus.coding[0], Coding)  # a dict: built by its own class
+    coding = Coding(code="M")
+    given: Any = Patient.model_validate({"maritalStatus": {"coding": [coding]}})
+    assert given.maritalStatus.coding[0] is coding
+    with pytest.raises(ValidationError) as raised:  # an element of another class: upstream's message
+        Patient.model_validate({"maritalStatus": {"coding": [Identifier(value="x")]}})
+    assert "Value is expected from the instance of Coding" in str(raised.value)
+    problems = resource_validation_problems(
+        {"resourceType": "Patient", "maritalStatus": {"coding": ["M"]}}, path="Patient"
+    )
+    assert problems
+    assert all(path.startswith("Patient.maritalStatus.coding") for path, _ in problems)
 
 
 def test_every_resource_gets_the_same_problems_as_with_fhir_core_alone() -> None:
