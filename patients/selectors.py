@@ -422,13 +422,8 @@ def _name_search(
         f"LIMIT {_CANDIDATE_LIMIT}"
     )
     # Names only: the golden record's JSON is read for the few patients shown, not for every candidate.
-    scored = []
-    for pk, given_names, family_name in _rows(sql, [*condition_params, *narrowing_params, *order_params]):
-        score = max(_name_similarity(first, family, given_names, family_name) for family in families)
-        if first:
-            score = max(score, _name_similarity(last, first, given_names, family_name))
-        if score >= (1.7 if first else 0.85):
-            scored.append((-score, family_name, given_names, pk))
+    rows = _rows(sql, [*condition_params, *narrowing_params, *order_params])
+    scored = _names_scored(first, last, families, rows) if first else _family_scored(last, rows)
     scored.sort()
     shown_ids = [pk for *_, pk in scored[:limit]]
     if not shown_ids:
@@ -439,6 +434,41 @@ def _name_search(
         for negative, _, _, pk in scored[:limit]
         if pk in shown
     ]
+
+
+def _names_scored(
+    first: str, last: str, families: set[str], rows: Sequence[tuple[Any, ...]]
+) -> list[tuple[float, str, str, int]]:
+    """(-score, family, given, id) of the candidates for a first and a family name that score well enough."""
+    scored = []
+    for pk, given_names, family_name in rows:
+        score = max(_name_similarity(first, family, given_names, family_name) for family in families)
+        score = max(score, _name_similarity(last, first, given_names, family_name))
+        if score >= 1.7:
+            scored.append((-score, family_name, given_names, pk))
+    return scored
+
+
+def _family_scored(typed: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[float, str, str, int]]:
+    """As ``_names_scored`` for one name typed alone: the better of its similarity to the family name and
+    to the first given name (``_name_similarity`` without a first name). A family name alone has hundreds
+    of candidates sharing a few family names, so each name's similarity is worked out once per search."""
+    by_family: dict[str, float] = {}
+    by_given: dict[str, float] = {}
+    scored = []
+    for pk, given_names, family_name in rows:
+        family_score = by_family.get(family_name)
+        if family_score is None:
+            family = _family_folded(family_name)
+            family_score = by_family[family_name] = _similarity(typed, family) if family else 0.0
+        given_score = by_given.get(given_names)
+        if given_score is None:
+            given = _first_name_folded(given_names)
+            given_score = by_given[given_names] = _similarity(typed, given) if given else 0.0
+        score = max(family_score, given_score)
+        if score >= 0.85:
+            scored.append((-score, family_name, given_names, pk))
+    return scored
 
 
 def golden_patient_replaced_ids(patient: Patient) -> list[str]:

@@ -211,3 +211,25 @@ def test_a_result_holds_what_its_row_shows_in_few_statements(
     assert hit.sources == alma.record["sources"] == ["hospital-ehr"]
     assert hit.matched_on == "name"
     assert hit.score > 1.7
+
+
+def test_a_name_typed_alone_scores_as_the_general_name_similarity_does() -> None:
+    """The per-search memo of a family name typed alone gives ``_name_similarity``'s scores and cut."""
+    rows = [
+        (1, "Ana María", "Peña"),
+        (2, "Smith", "Jones"),  # the typed name as a first given name
+        (3, "", "Smyth"),
+        (4, "John", ""),
+        (5, "John Paul", "Smith"),
+        (6, "John", "Smith"),  # a repeat: drawn from the memo
+        (7, "Sam", "Schmidt"),
+        (8, "Zed", "Quill"),  # too far: cut
+    ]
+    for typed in ("smith", "pena", "jon", "quil"):
+        expected = []
+        for pk, given, family in rows:
+            score = selectors._name_similarity("", typed, given, family)
+            if score >= 0.85:
+                expected.append((-score, family, given, pk))
+        assert selectors._family_scored(typed, rows) == expected
+    assert [pk for *_, pk in selectors._family_scored("smith", rows)] == [2, 3, 5, 6]
