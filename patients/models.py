@@ -56,6 +56,16 @@ class Source(BaseModel):
         return self.name
 
 
+class InboundPayloadManager(models.Manager["InboundPayload"]):
+    """Payloads without their bytes, which only processing reads (and asks for): lists, the summary of an
+    import, a repeat's digest lookup and django-auditlog's read of the row before a status change no
+    longer carry a payload of up to the size limit back from the database. A body read off a payload
+    fetched so is loaded then."""
+
+    def get_queryset(self) -> models.QuerySet["InboundPayload"]:
+        return super().get_queryset().defer("body")
+
+
 class InboundPayload(BaseModel):
     """One payload exactly as it arrived, stored before any parsing. Never deleted by processing."""
 
@@ -98,6 +108,8 @@ class InboundPayload(BaseModel):
     outcome = models.JSONField(
         default=dict, blank=True, help_text="Resources stored by type and per-entry results."
     )
+
+    objects = InboundPayloadManager()
 
     class Meta:
         ordering = ["-received_at"]

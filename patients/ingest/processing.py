@@ -191,7 +191,10 @@ def _process_once(payload_id: int) -> ProcessOutcome:
     with transaction.atomic():
         # Lock the payload row only: locking the joined source row too would serialize all of a source's work.
         payload = (
-            InboundPayload.objects.select_for_update(of=("self",)).select_related("source").get(pk=payload_id)
+            InboundPayload.objects.select_for_update(of=("self",))
+            .select_related("source")
+            .defer(None)  # with its body, which the manager leaves out
+            .get(pk=payload_id)
         )
         if payload.status == InboundPayload.Status.ACCEPTED:
             return ProcessOutcome(payload=payload, already_processed=True)

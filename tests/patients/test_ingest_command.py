@@ -134,3 +134,26 @@ def test_a_reference_to_a_later_file_resolves_at_the_end_of_the_run(tmp_path: Pa
     out, _ = run("--source", "ehr", "--json", str(tmp_path))
 
     assert json.loads(out)["payloads"]["accepted"] == 2
+
+
+def test_only_processing_reads_a_stored_body_back(tmp_path: Path) -> None:
+    """The run's summary needs the outcomes only, and a repeat is recognized by its digest: the one read
+    of a body is the processing of a new payload (eager here)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    for index in range(2):
+        (folder / f"p{index}.json").write_text(
+            json.dumps({"resourceType": "Patient", "id": f"p{index}", "name": [{"family": f"Body{index}"}]})
+        )
+    for run, expected_reads in enumerate((2, 0)):  # the second run: every file a repeat
+        with CaptureQueriesContext(connection) as queries:
+            call_command("ingest", "--source", "bodies", str(folder), stdout=StringIO(), stderr=StringIO())
+        body_reads = [
+            query["sql"]
+            for query in queries
+            if query["sql"].startswith("SELECT") and '"patients_inboundpayload"."body"' in query["sql"]
+        ]
+        assert len(body_reads) == expected_reads, (run, body_reads)

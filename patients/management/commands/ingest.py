@@ -70,7 +70,7 @@ class Command(BaseCommand):
         mapping_options = self._mapping_options(options.get("mapping"))
 
         progress = ProgressBar(len(files), label="landing", minimum=LONG_RUN_FILES)
-        landed: list[tuple[Path, InboundPayload, bool]] = []
+        landed: list[tuple[Path, int, bool]] = []  # ids, not payloads: the bodies are not kept in memory
         for done, path in enumerate(files, start=1):
             body = path.read_bytes()
             payload_format = options.get("format") or format_detect(path, body[:64])
@@ -83,10 +83,10 @@ class Command(BaseCommand):
                 origin=str(path),
                 options=mapping_options if payload_format == "csv" else None,
             )
-            landed.append((path, payload, is_new))
+            landed.append((path, payload.pk, is_new))
             progress.update(done)
 
-        new_ids = [payload.pk for _, payload, is_new in landed if is_new]
+        new_ids = [payload_id for _, payload_id, is_new in landed if is_new]
         self._wait(new_ids, timeout=options["wait_timeout"])
         self._retry_unresolved(new_ids, timeout=options["wait_timeout"])
         summary = self._summary(source, created, landed, elapsed=time.monotonic() - started)
@@ -141,20 +141,20 @@ class Command(BaseCommand):
         self,
         source: Source,
         created: bool,
-        landed: list[tuple[Path, InboundPayload, bool]],
+        landed: list[tuple[Path, int, bool]],
         *,
         elapsed: float,
     ) -> dict[str, Any]:
-        ids = [payload.pk for _, payload, is_new in landed if is_new]
+        ids = [payload_id for _, payload_id, is_new in landed if is_new]
         fresh = {payload.pk: payload for payload in InboundPayload.objects.filter(pk__in=ids)}
         stored: Counter[str] = Counter()
         unchanged: Counter[str] = Counter()
         quarantined = []
         accepted = pending = 0
-        for path, payload, is_new in landed:
+        for path, payload_id, is_new in landed:
             if not is_new:
                 continue
-            current = fresh[payload.pk]
+            current = fresh[payload_id]
             stored.update(current.outcome.get("stored", {}))
             unchanged.update(current.outcome.get("unchanged", {}))
             if current.status == InboundPayload.Status.ACCEPTED:
