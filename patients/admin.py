@@ -48,7 +48,7 @@ class InboundPayloadAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in InboundPayload._meta.fields if field.name != "body"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[InboundPayload]:
-        return super().get_queryset(request).defer("body").select_related("source")
+        return super().get_queryset(request).select_related("source")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

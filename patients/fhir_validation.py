@@ -18,9 +18,9 @@ The replacements give the same answers: the ``resourceType`` check moves into th
 (pydantic then calls ``BaseModel.__init__`` and validates each element once), the fields a class must
 check are worked out once per class, and classes with nothing to check after construction return at
 once, and a nested element given as a dict goes straight to its class's validator (anything else, or a
-result of another class, still takes upstream's path). ``tests/patients/test_fhir_validation.py`` runs the shipped FHIR examples and mutations of them
-(wrong types, nulls in lists, missing elements) through validation with and without the replacements
-and requires the same problems, message for message.
+result of another class, still takes upstream's path). ``tests/patients/test_fhir_validation.py`` runs
+the shipped FHIR examples and mutations of them (wrong types, nulls in lists, missing elements) through
+validation with and without the replacements and requires the same problems, message for message.
 
 They are installed only when the upstream functions are the ones they were written against (a
 fingerprint of their source) and no model class exists yet; otherwise upstream validation runs as it
@@ -66,19 +66,17 @@ class _BeforeChecks:
 _before_checks_by_class: dict[type, _BeforeChecks] = {}
 
 
-def _before_checks(cls: Any) -> _BeforeChecks:
-    found = _before_checks_by_class.get(cls)
-    if found is None:
-        fields = cls.model_fields
-        found = _BeforeChecks(
-            type_key_allowed="resourceType" not in fields,
-            complex_list_keys=tuple(
-                (field.alias or name, name)
-                for name, field in fields.items()
-                if is_list_type(field) and not is_primitive_type(field) and not name.endswith("__ext")
-            ),
-        )
-        _before_checks_by_class[cls] = found
+def _before_checks_build(cls: Any) -> _BeforeChecks:
+    """The class's checks, kept for its next element (the caller looks in the dict first: a hot path)."""
+    fields = cls.model_fields
+    found = _before_checks_by_class[cls] = _BeforeChecks(
+        type_key_allowed="resourceType" not in fields,
+        complex_list_keys=tuple(
+            (field.alias or name, name)
+            for name, field in fields.items()
+            if is_list_type(field) and not is_primitive_type(field) and not name.endswith("__ext")
+        ),
+    )
     return found
 
 
@@ -107,7 +105,7 @@ def _before(cls: Any, data: Any) -> Any:
     """Upstream ``__init__``'s resource type check, then ``reject_null_complex_elements``."""
     if not isinstance(data, dict):
         return data
-    checks = _before_checks_by_class.get(cls) or _before_checks(cls)
+    checks = _before_checks_by_class.get(cls) or _before_checks_build(cls)
     type_given = checks.type_key_allowed and "resourceType" in data
     if type_given or "resource_type" in data:
         data = dict(data)  # the caller's dict is left as it was, as upstream's ``**data`` did

@@ -88,7 +88,7 @@ def source_status_list() -> list[SourceStatus]:
 
 def payload_list(*, source: Source | None = None, status: str = "") -> QuerySet[InboundPayload]:
     """Payload metadata, newest first; the body (PHI) is deferred and never listed."""
-    payloads = InboundPayload.objects.select_related("source").defer("body")
+    payloads = InboundPayload.objects.select_related("source")
     if source is not None:
         payloads = payloads.filter(source=source)
     if status:

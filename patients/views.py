@@ -80,7 +80,7 @@ class PayloadReplayView(PermissionRequiredMixin, View):
     permission_required = "patients.replay_payload"
 
     def post(self, request: HttpRequest, external_id: str) -> HttpResponse:
-        payload = get_object_or_404(InboundPayload.objects.defer("body"), external_id=external_id)
+        payload = get_object_or_404(InboundPayload.objects, external_id=external_id)
         if payload.status != InboundPayload.Status.QUARANTINED:
             messages.info(request, "Only quarantined payloads are replayed.")
         else:

@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--mapping", help="A corrected CSV column mapping to use from now on.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        payloads = InboundPayload.objects.filter(status=InboundPayload.Status.QUARANTINED).defer("body")
+        payloads = InboundPayload.objects.filter(status=InboundPayload.Status.QUARANTINED)
         if options["source"]:
             payloads = payloads.filter(source__slug=options["source"])
         if options["payload_ids"]:
