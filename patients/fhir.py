@@ -11,6 +11,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from patients.fhir_validation import memoized
+
 JSON = dict[str, Any]
 
 BUNDLE_TYPES_ACCEPTED = ("transaction", "batch", "collection", "message")
@@ -56,7 +58,8 @@ def resource_validation_problems(resource: JSON, *, path: str) -> list[tuple[str
     if model is None:
         return [(f"{path}.resourceType", f"unknown FHIR R4 resource type {resource_type!r}")]
     try:
-        model.model_validate(resource)
+        with memoized():  # the model is thrown away, so its elements may be ones validated before
+            model.model_validate(resource)
     except ValidationError as error:
         problems = []
         for detail in error.errors():

@@ -6,7 +6,6 @@ data steward can always see what the source sent. Values that cannot be read are
 a guess would be worse than the original.
 """
 
-import copy
 import datetime
 import re
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from core.json_copy import json_copy
 from governance.policies.labs import lab_observation_normalize
 from governance.policies.medications import Ingredient, MedicationMatch, medication_concept_normalize
 from governance.policies.terminology import (
@@ -475,7 +475,7 @@ def _datetime_element_normalize(container: dict[str, Any], key: str, *, default_
 
 def patient_resource_normalize(resource: dict[str, Any], *, default_timezone: str = "UTC") -> dict[str, Any]:
     """Return a normalized copy of a FHIR R4 Patient; default_timezone is for its datetimes, if any."""
-    result = copy.deepcopy(resource)
+    result = json_copy(resource)
     for name in _dicts(result.get("name")):
         _human_name_normalize(name)
     for point in _dicts(result.get("telecom")):

@@ -14,7 +14,6 @@ Decisions the ingestion side relies on:
   observation unchanged, so it can be routed to review.
 """
 
-import copy
 import csv
 import re
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from core.json_copy import json_copy
 
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
@@ -297,7 +298,7 @@ def vital_sign_candidate(observation: dict[str, Any]) -> bool:
 
 def vital_sign_normalize(observation: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Return a new FHIR R4 Observation with LOINC coding and canonical UCUM units, and the outcome."""
-    result = copy.deepcopy(observation)
+    result = json_copy(observation)
     concept = result.setdefault("code", {})
     vital = _vital_by_loinc(concept)
     was_coded = vital is not None
@@ -310,7 +311,7 @@ def vital_sign_normalize(observation: dict[str, Any]) -> tuple[dict[str, Any], s
             or not isinstance(value_text, str)
             or not _BP_MENTION.search(value_text)
         ):
-            return copy.deepcopy(observation), OUTCOME_NOT_A_VITAL_SIGN
+            return json_copy(observation), OUTCOME_NOT_A_VITAL_SIGN
         vital = _table().by_loinc_code[BP_PANEL_CODES[0]]
 
     coded = not was_coded
@@ -318,7 +319,7 @@ def vital_sign_normalize(observation: dict[str, Any]) -> tuple[dict[str, Any], s
     if vital.is_blood_pressure_panel and not result.get("component"):
         reading = blood_pressure_parse(_blood_pressure_text(result))
         if reading is None:
-            return copy.deepcopy(observation), OUTCOME_TEXT_UNREADABLE
+            return json_copy(observation), OUTCOME_TEXT_UNREADABLE
         result["component"] = [
             _blood_pressure_component(SYSTOLIC, reading[0]),
             _blood_pressure_component(DIASTOLIC, reading[1]),
@@ -327,17 +328,17 @@ def vital_sign_normalize(observation: dict[str, Any]) -> tuple[dict[str, Any], s
             result["note"] = [*(result.get("note") or []), {"text": result.pop("valueString")}]
         coded = True
     elif "valueString" in result:
-        return copy.deepcopy(observation), OUTCOME_TEXT_UNREADABLE
+        return json_copy(observation), OUTCOME_TEXT_UNREADABLE
     elif "valueQuantity" in result:
         normalized = _quantity_normalize(result["valueQuantity"], vital)
         if normalized is None:
-            return copy.deepcopy(observation), OUTCOME_TEXT_UNREADABLE
+            return json_copy(observation), OUTCOME_TEXT_UNREADABLE
         converted = normalized != result["valueQuantity"]
         result["valueQuantity"] = normalized
 
     components = _components_normalize(result)
     if components is None:
-        return copy.deepcopy(observation), OUTCOME_TEXT_UNREADABLE
+        return json_copy(observation), OUTCOME_TEXT_UNREADABLE
     coded = coded or components[0]
     converted = converted or components[1]
 

@@ -23,7 +23,11 @@ from patients.ingest.extract import resource_identifiers
 IdentifierLookup = Callable[[str, str, str], str | None]
 
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# An integer literal of 19 digits or more: one beyond 64 bits, which orjson would turn into a float.
+# Only what is a JSON number (after ``:``, ``,`` or ``[`` and before ``,``, ``]`` or ``}``), not a run of
+# digits inside a string ("Person seed: 6380558951219250530" in every Synthea narrative); a string that
+# looks like one anyway only costs the slower parser.
+_LONG_INTEGER = re.compile(rb"[:,\[]\s*-?[0-9]{19,}\s*[,\]}]")
 _CONDITIONAL = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)\?(?P<query>.+)$")
 
 
@@ -32,8 +36,9 @@ def json_load(body: bytes) -> Any:
     if not body.strip():
         raise PayloadRejected([Problem("", "the payload is empty")], kind="empty")
     # The fast parser for the usual case. The standard one reads what it refuses (and words the error
-    # precisely), and any payload with a number of 19 digits or more, which the fast one would round.
-    if not _LONG_NUMBER.search(body):
+    # precisely), and any payload with an integer of 19 digits or more, which the fast one would round
+    # (for decimals both give the same float).
+    if not _LONG_INTEGER.search(body):
         try:
             return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
         except orjson.JSONDecodeError:

@@ -103,13 +103,16 @@ def entries_store(*, source: Source, payload: InboundPayload, entries: list[Entr
         result=result,
         patient_pks=patient_pks,
     )
-    _store_identifiers(source=source, entries=unique)
     # Matched as stored, in this transaction: a record is never visible without its golden patient.
-    # Linking comes last: its locks (which serialize workers storing records that could match each
-    # other) are held until the commit, so they must not also cover the bulk writes of the resources.
+    # Linking comes after the bulk writes: its locks (which serialize workers storing records that could
+    # match each other) are held until the commit, so they must not also cover those writes.
     source_patients_link(to_link, created=created)
     # Domain events go to the outbox in this same transaction: they exist if and only if the change does.
     outbox_record(events=stored_change_events(source=source, payload=payload, changes=result.changes))
+    # Identifiers come last for the same reason. Many payloads carry the same ones (a hospital's, a
+    # practitioner's, Synthea's one claim-group number on every claim), so a worker writing one waits for
+    # the commit of another that wrote it: written first, the wait covered the other's linking as well.
+    _store_identifiers(source=source, entries=unique)
     for entry in entries:  # duplicates inside the payload answer like the occurrence that counted
         key = f"{entry.resource_type}/{entry.source_id}"
         if key in result.entry_results:

@@ -185,3 +185,63 @@ def test_a_number_where_a_url_belongs_is_a_problem_not_a_crash() -> None:
     )
     assert len(problems) == 1
     assert "a value has a type FHIR does not allow there" in problems[0][1]
+
+
+def _observation(quantity: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "valueQuantity": quantity,
+    }
+
+
+def test_an_element_that_validated_before_is_used_again_only_when_validating_for_problems() -> None:
+    fhir_validation._memo.built.clear()
+    assert resource_validation_problems(_observation({"value": 70, "unit": "kg"}), path="") == []
+    coding_keys = [key for klass, key in fhir_validation._memo.built if klass.__name__ == "Coding"]
+    assert coding_keys == [b'{"system":"http://loinc.org","code":"29463-7"}']
+    with fhir_validation.memoized():
+        first: Any = Observation.model_validate(_observation({"value": 70, "unit": "kg"}))
+        second: Any = Observation.model_validate(_observation({"value": 71, "unit": "kg"}))
+    assert first.code is second.code  # the same JSON: built once
+    assert first.valueQuantity is not second.valueQuantity
+    outside = [Observation.model_validate(_observation({"value": 70, "unit": "kg"})) for _ in range(2)]
+    assert outside[0].code is not outside[1].code  # models the caller keeps share nothing
+
+
+def test_a_changed_copy_of_an_element_that_validated_gets_its_own_problems() -> None:
+    fhir_validation._memo.built.clear()
+    assert resource_validation_problems(_observation({"value": 70, "unit": "kg"}), path="Observation") == []
+    problems = resource_validation_problems(_observation({"value": 70, "unit": 12}), path="Observation")
+    assert [path for path, _ in problems] == ["Observation.valueQuantity.unit"]
+    wrong_code = _observation({"value": 70})
+    wrong_code["code"]["coding"][0]["code"] = 29463
+    problems = resource_validation_problems(wrong_code, path="Observation")
+    assert [path for path, _ in problems] == ["Observation.code.coding[0].code"]
+
+
+def test_only_plain_short_json_is_a_memo_key() -> None:
+    import datetime
+    from decimal import Decimal
+
+    class Text(str):
+        pass
+
+    assert fhir_validation._memo_key({"code": "x", "value": 1.5}) == b'{"code":"x","value":1.5}'
+    assert fhir_validation._memo_key({"value": float("nan")}) is None  # orjson would write null
+    assert fhir_validation._memo_key({"value": None}) is None
+    assert fhir_validation._memo_key({"value": Decimal("1.5")}) is None
+    assert fhir_validation._memo_key({"start": datetime.date(2020, 1, 2)}) is None
+    assert fhir_validation._memo_key({"code": Text("x")}) is None
+    assert fhir_validation._memo_key({"value": 2**70}) is None
+    assert fhir_validation._memo_key({"text": "x" * fhir_validation.MEMO_KEY_BYTES}) is None
+
+
+def test_the_memo_starts_again_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fhir_validation, "MEMO_ENTRIES", 3)
+    fhir_validation._memo.built.clear()
+    for code in range(5):
+        resource = {"resourceType": "Patient", "maritalStatus": {"coding": [{"code": f"c{code}"}]}}
+        assert resource_validation_problems(resource, path="") == []
+        assert len(fhir_validation._memo.built) <= 3

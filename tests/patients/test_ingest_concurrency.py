@@ -49,3 +49,43 @@ def test_concurrent_insert_of_the_same_record_is_retried(caplog: pytest.LogCaptu
     assert outcome.payload.outcome["unchanged"] == {"Organization": 1}
     assert "concurrent write of the same records, attempt 1" in caplog.text
     assert SourceResource.objects.filter(resource_type="Organization").count() == 1
+
+
+def test_identifiers_are_written_after_linking_so_a_worker_waits_on_them_only_for_a_commit() -> None:
+    """Payloads from one source carry the same identifiers (a hospital's, a practitioner's): whoever writes
+    one second waits for the first writer's commit, so nothing else may come between those writes and it."""
+    from django.test.utils import CaptureQueriesContext
+
+    source = source_create(actor=None, slug="ehr", name="EHR", kind=Source.Kind.EHR)
+    patient = {"resourceType": "Patient", "id": "p-1", "name": [{"family": "Lopez", "given": ["Ana"]}]}
+    admission = {
+        "resourceType": "Encounter",
+        "id": "e-1",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/p-1"},
+        "period": {"start": "2026-11-30T08:00:00Z"},
+    }
+    organization = {**ORGANIZATION, "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.4", "value": "1"}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": patient}, {"resource": admission}, {"resource": organization}],
+    }
+    payload, _ = payload_receive(
+        source=source, body=as_bytes(bundle), format="fhir", channel="file", enqueue=False
+    )
+    with CaptureQueriesContext(connection) as queries:
+        outcome = payload_process(payload_id=payload.pk)
+    assert outcome.payload.status == InboundPayload.Status.ACCEPTED
+
+    writes = [
+        query["sql"] for query in queries.captured_queries if query["sql"].startswith(("INSERT", "UPDATE"))
+    ]
+    identifier_writes = [
+        index for index, sql in enumerate(writes) if '"patients_sourceidentifier"' in sql.split("(")[0]
+    ]
+    link_writes = [index for index, sql in enumerate(writes) if '"patients_patientlink"' in sql.split("(")[0]]
+    outbox_writes = [index for index, sql in enumerate(writes) if '"core_outboxevent"' in sql.split("(")[0]]
+    assert identifier_writes and link_writes and outbox_writes
+    assert min(identifier_writes) > max(link_writes + outbox_writes)

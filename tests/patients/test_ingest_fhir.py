@@ -283,5 +283,40 @@ def test_a_large_body_is_kept_byte_for_byte_compressed_with_lz4_where_the_server
                 "SELECT pg_column_compression(body) FROM patients_inboundpayload WHERE id = %s", [payload.pk]
             )
             used = cursor.fetchone()[0]
-        # The migration sets lz4 where the server was built with it, and leaves the default elsewhere.
-        assert used == ("lz4" if column == "l" else "pglz")
+            cursor.execute(  # its outcome answers each of the 151 entries: compressed too
+                "SELECT pg_column_compression(outcome) FROM patients_inboundpayload WHERE id = %s",
+                [payload.pk],
+            )
+            outcome_used = cursor.fetchone()[0]
+        # The migrations set lz4 where the server was built with it, and leave the default elsewhere.
+        assert used == outcome_used == ("lz4" if column == "l" else "pglz")
+
+
+def test_long_digits_inside_strings_leave_the_payload_to_the_fast_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from patients.ingest import fhir_input
+
+    def standard_parser_used(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the standard parser was used")
+
+    narrative = {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml">Person seed: 6380558951219250530</div>',
+    }
+    document = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "id": "b-1",
+        "entry": [{"resource": {"resourceType": "Patient", "id": "p-1", "text": narrative}}],
+        "total": 1,
+    }
+    body = json.dumps(document).encode()
+    monkeypatch.setattr(fhir_input.json, "loads", standard_parser_used)
+    assert fhir_input.json_load(body) == document
+    monkeypatch.undo()
+
+    beyond = json.dumps({**document, "total": 18446744073709551616}).encode()
+    assert fhir_input.json_load(beyond)["total"] == 18446744073709551616
+    listed = b'{"resourceType": "Basic", "values": [1, -92233720368547758090]}'
+    assert fhir_input.json_load(listed)["values"] == [1, -92233720368547758090]
