@@ -87,5 +87,7 @@ def test_identifiers_are_written_after_linking_so_a_worker_waits_on_them_only_fo
     ]
     link_writes = [index for index, sql in enumerate(writes) if '"patients_patientlink"' in sql.split("(")[0]]
     outbox_writes = [index for index, sql in enumerate(writes) if '"core_outboxevent"' in sql.split("(")[0]]
-    assert identifier_writes and link_writes and outbox_writes
+    assert identifier_writes
+    assert link_writes
+    assert outbox_writes
     assert min(identifier_writes) > max(link_writes + outbox_writes)
