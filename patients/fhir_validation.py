@@ -174,7 +174,9 @@ def _element(cls: Any, value: Any, model_klass: Any) -> Any:
 MEMO_ENTRIES = 2048
 MEMO_KEY_BYTES = 1024
 # Anything but plain JSON values makes orjson raise, and the element is validated without the memo.
-_KEY_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+_KEY_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 class _Memo(threading.local):
