@@ -433,33 +433,26 @@ def _store_identifiers(*, source: Source, entries: list[Entry]) -> None:
 
 
 def _identifiers_move(*, source: Source, rows: list[SourceIdentifier]) -> None:
-    """Point identifiers at the record that now carries them: one statement on PostgreSQL (a clinic's
-    re-registered practitioners can move hundreds at once)."""
-    if connection.vendor != "postgresql":
-        for row in rows:
-            SourceIdentifier.objects.filter(
-                source=source, resource_type=row.resource_type, system=row.system, value=row.value
-            ).update(source_record_id=row.source_record_id)
-        return
+    """Point identifiers at the record that now carries them: one UPDATE per identifier by its unique key,
+    all sent at once (psycopg pipelines ``executemany``).
+
+    By the unique key the plan is an index probe whatever the statistics say. One join against arrays of
+    keys was planned as a hash join over all of the source's identifiers while a newly loaded table had no
+    statistics yet: 3.5-5 ms for 60 moves against 1.8 ms this way, and 1-3 ms for one against 0.15.
+    """
     if not rows:
         return
     table = connection.ops.quote_name(SourceIdentifier._meta.db_table)
     # The identifier is the model's own table name, never input; values are parameters.
     statement = (
-        f"UPDATE {table} AS t SET source_record_id = m.source_record_id "  # noqa: S608
-        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
-        "AS m(resource_type, system, value, source_record_id) "
-        "WHERE t.source_id = %s AND t.resource_type = m.resource_type AND t.system = m.system "
-        "AND t.value = m.value"
+        f"UPDATE {table} SET source_record_id = %s "  # noqa: S608
+        "WHERE source_id = %s AND resource_type = %s AND system = %s AND value = %s"
     )
-    columns = [
-        [row.resource_type for row in rows],
-        [row.system for row in rows],
-        [row.value for row in rows],
-        [row.source_record_id for row in rows],
-    ]
     with connection.cursor() as cursor:
-        cursor.execute(statement, [*columns, source.pk])
+        cursor.executemany(
+            statement,
+            [(row.source_record_id, source.pk, row.resource_type, row.system, row.value) for row in rows],
+        )
 
 
 def identifier_lookup(source: Source) -> IdentifierLookup:

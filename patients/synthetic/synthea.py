@@ -171,6 +171,7 @@ class _BundleCloner:
         reference_rewrite = self.reference
         replacement_value = self.replacement_value
         patient_references = self.patient_references
+        bundle_ids, new_ids = self.bundle_ids, self.new_ids
 
         def copy_dict(node: JSON) -> JSON:
             result: JSON = {}
@@ -192,8 +193,13 @@ class _BundleCloner:
                 else:
                     result[key] = value
             # An Identifier, or a ContactPoint (which never counts as personal here).
-            if has_string_value and _identifier_is_personal(result):
-                result["value"] = replacement_value(result["value"])
+            if has_string_value:
+                if _identifier_is_personal(result):
+                    result["value"] = replacement_value(result["value"])
+                elif result["value"] in bundle_ids and "system" in result:
+                    # It names a resource of this bundle (each ExplanationOfBenefit's clm_id is its Claim's
+                    # id): it names the clone's, or every clone would carry the original's claim numbers.
+                    result["value"] = new_ids[result["value"]]
             if reference is not None and reference in patient_references:
                 old_given, new_given = patient_references[reference]
                 display = result.get("display")

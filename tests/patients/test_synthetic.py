@@ -1095,6 +1095,35 @@ def test_clone_gives_personal_identifiers_new_values_and_perturbs_demographics()
     assert display == f"Mr. {cloned['name'][0]['given'][0]} Koepp"
 
 
+def test_clone_gives_an_identifier_naming_a_resource_of_the_bundle_the_clones_id() -> None:
+    claim_id, benefit_id = "77777777-7777-4777-8777-777777777777", "88888888-8888-4888-8888-888888888888"
+    claim_id_system = "https://bluebutton.cms.gov/resources/variables/clm_id"
+    group = {"system": "https://bluebutton.cms.gov/resources/identifier/claim-group", "value": "99999999999"}
+    bundle = _synthea_like_bundle()
+    bundle["entry"] += [
+        {"fullUrl": f"urn:uuid:{claim_id}", "resource": {"resourceType": "Claim", "id": claim_id}},
+        {
+            "fullUrl": f"urn:uuid:{benefit_id}",
+            "resource": {
+                "resourceType": "ExplanationOfBenefit",
+                "id": benefit_id,
+                "identifier": [{"system": claim_id_system, "value": claim_id}, group],
+                "claim": {"reference": f"urn:uuid:{claim_id}"},
+            },
+        },
+    ]
+
+    clones = [clone_synthea_bundle(bundle, clone_index=index) for index in range(2)]
+
+    claim_numbers = []
+    for clone in clones:
+        claim, benefit = clone["entry"][-2]["resource"], clone["entry"][-1]["resource"]
+        assert benefit["identifier"] == [{"system": claim_id_system, "value": claim["id"]}, group]
+        assert benefit["claim"] == {"reference": f"urn:uuid:{claim['id']}"}
+        claim_numbers.append(claim["id"])
+    assert len({claim_id, *claim_numbers}) == 3  # each clone's claims are its own
+
+
 def test_clone_does_not_modify_its_input() -> None:
     bundle = _synthea_like_bundle()
     before = copy.deepcopy(bundle)
