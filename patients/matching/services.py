@@ -6,14 +6,12 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
-from splink.internals.exceptions import SplinkException
 
 from core.context import acting_as
 from core.errors import ApplicationError
 from patients.matching import decisions
 from patients.matching.golden import patient_golden_recompute
 from patients.matching.linking import record_features
-from patients.matching.training import model_train, records_frame, term_frequencies
 from patients.models import MatchModel, MatchReview, Patient, PatientLink, PatientMerge, SourcePatient
 
 logger = logging.getLogger(__name__)
@@ -41,6 +39,12 @@ def match_model_train(
     review = review_probability or (previous.review_probability if previous else 0.5)
     if not 0 < review < auto < 1:
         raise ApplicationError("Thresholds must satisfy 0 < review < automatic match < 1.")
+    # Imported here: Splink and pandas take 0.4 s to import, and every process loads this module (the
+    # admin does), while only training needs them.
+    from splink.internals.exceptions import SplinkException
+
+    from patients.matching.training import model_train, records_frame, term_frequencies
+
     frame = records_frame(records)
     try:
         settings = model_train(frame, max_pairs=max_pairs)
