@@ -41,18 +41,23 @@ class AccessEvent(models.Model):
 
     external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # No foreign-key constraint in the database: checking one took a share lock on the user's row for
+    # every audit insert (every page view and search). Django still refuses to delete a user with access
+    # events (PROTECT), and the username is kept beside the id. Indexed with the time below.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="access_events",
+        db_constraint=False,
+        db_index=False,
     )
     actor_username = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=20, choices=Action.choices, default=Action.READ)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     patient_ref = models.CharField(
-        max_length=64, blank=True, db_index=True, help_text="External id of the patient whose data was read."
+        max_length=64, blank=True, help_text="External id of the patient whose data was read."
     )
     object_type = models.CharField(
         max_length=100, blank=True, help_text="app_label.model of the object read."
@@ -66,7 +71,11 @@ class AccessEvent(models.Model):
     class Meta:
         ordering = ["-occurred_at"]
         default_permissions = ("view",)
-        indexes = [models.Index(fields=["actor", "-occurred_at"], name="core_access_actor_time")]
+        # Who read a patient's data, and what a user read, newest first; nothing else (every read inserts).
+        indexes = [
+            models.Index(fields=["actor", "-occurred_at"], name="core_access_actor_time"),
+            models.Index(fields=["patient_ref", "-occurred_at"], name="core_access_patient_time"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~models.Q(patient_ref="") | ~models.Q(object_ref=""),

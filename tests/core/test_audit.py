@@ -85,31 +85,52 @@ def test_many_reads_are_recorded_a_row_each_in_one_statement(role_users: dict[st
     patients = [uuid.uuid4() for _ in range(60)]  # past the parameters psycopg caches a statement for
 
     with CaptureQueriesContext(connection) as queries:
-        events = phi_access_record_many(
+        written = phi_access_record_many(
             request=request, patient_refs=patients, purpose="patient search", action=AccessEvent.Action.SEARCH
         )
 
     assert len(queries) == 1
-    stored = {event.patient_ref: event for event in AccessEvent.objects.filter(pk__in=[e.pk for e in events])}
-    assert set(stored) == {str(patient) for patient in patients}
-    assert [event.patient_ref for event in events] == [str(patient) for patient in patients]
-    for event in events:
-        row = stored[event.patient_ref]
-        assert row.external_id == event.external_id
-        assert row.occurred_at == event.occurred_at
+    assert written == 60
+    rows = list(AccessEvent.objects.filter(path="/patients/search/?q=alma"))
+    assert sorted(row.patient_ref for row in rows) == sorted(str(patient) for patient in patients)
+    for row in rows:
         assert (row.actor, row.actor_username, row.action, row.channel) == (
             user,
             "coordinator",
             AccessEvent.Action.SEARCH,
             AccessEvent.Channel.HTML,
         )
-        assert (row.purpose, row.path, row.remote_addr, row.user_agent) == (
-            "patient search",
-            "/patients/search/?q=alma",
-            "10.1.2.3",
-            "pytest",
-        )
-    assert len({event.external_id for event in events}) == 60
+        assert (row.purpose, row.remote_addr, row.user_agent) == ("patient search", "10.1.2.3", "pytest")
+    assert len({row.occurred_at for row in rows}) == 1
+    assert len({row.external_id for row in rows}) == 60
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_single_read_returns_its_stored_row(role_users: dict[str, User]) -> None:
+    request = RequestFactory().get("/patients/abc/")
+    request.user = role_users[CARE_COORDINATOR]
+
+    with CaptureQueriesContext(connection) as queries:
+        event = phi_access_record(request=request, patient_ref="p-9", purpose="patient page")
+
+    assert len(queries) == 1
+    stored = AccessEvent.objects.get(pk=event.pk)
+    assert (stored.external_id, stored.occurred_at, stored.patient_ref) == (
+        event.external_id,
+        event.occurred_at,
+        "p-9",
+    )
+
+
+def test_no_patients_write_no_rows(role_users: dict[str, User]) -> None:
+    request = RequestFactory().get("/fhir/Patient")
+    request.user = role_users[CARE_COORDINATOR]
+
+    with CaptureQueriesContext(connection) as queries:
+        written = phi_access_record_many(request=request, patient_refs=[], purpose="FHIR search")
+
+    assert (written, len(queries)) == (0, 0)
 
 
 @pytest.mark.postgres
