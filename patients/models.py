@@ -362,12 +362,17 @@ class Patient(BaseModel):
         indexes = [
             models.Index(fields=["family_name", "birth_date"], name="patients_patient_family_dob"),
             models.Index(fields=["birth_date"], name="patients_patient_dob"),
-            models.Index(fields=["family_phonetic", "given_phonetic"], name="patients_patient_phonetic"),
-            # Search compares a misspelled family name with those of everyone sharing the first name's
-            # code here, without reading the rows (an index-only scan).
+            # Search reads the names of everyone sharing a name's phonetic code from these two, without
+            # reading their rows (index-only scans), and compares a misspelled family name with those of
+            # everyone sharing the first name's code in the second.
+            models.Index(
+                fields=["family_phonetic", "given_phonetic"],
+                include=["id", "is_active", "family_name", "given_names"],
+                name="patients_patient_phonetic",
+            ),
             models.Index(
                 fields=["given_phonetic", "family_name"],
-                include=["id", "is_active"],
+                include=["id", "is_active", "given_names", "family_phonetic"],
                 name="patients_patient_given_family",
             ),
             models.Index(fields=["phone"], name="patients_patient_phone", condition=~Q(phone="")),
