@@ -1,9 +1,21 @@
 import hashlib
+import secrets
+import time
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+def uuid7() -> uuid.UUID:
+    """A version 7 UUID (RFC 9562): milliseconds since the epoch in the first 48 bits, then random bits, so
+    that ids drawn later sort later."""
+    milliseconds = time.time_ns() // 1_000_000
+    value = (milliseconds & (2**48 - 1)) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return uuid.UUID(int=value)
 
 
 class BaseModel(models.Model):
@@ -39,7 +51,11 @@ class AccessEvent(models.Model):
         TASK = "task", "Background task"
         CLI = "cli", "Command line"
 
-    external_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Time-ordered (version 7), so that its unique index is written at its end: with random ids each read
+    # recorded touched a random page of that index, and after every checkpoint the first change of a page
+    # writes all of it to the write-ahead log (a search's 25 rows wrote about 200 KB of WAL, 100 KB without
+    # random ids). ``core.audit`` draws them in the database with the same layout.
+    external_id = models.UUIDField(default=uuid7, unique=True, editable=False)
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # No foreign-key constraint in the database: checking one took a share lock on the user's row for
     # every audit insert (every page view and search). Django still refuses to delete a user with access

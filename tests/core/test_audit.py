@@ -1,5 +1,6 @@
 """The PHI read audit helper records who, what, when, from where and why, from every entry point."""
 
+import time
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ from rest_framework.request import Request
 
 from core.audit import phi_access_record, phi_access_record_many
 from core.context import acting_as
-from core.models import AccessEvent
+from core.models import AccessEvent, uuid7
 from core.roles import CARE_COORDINATOR
 
 
@@ -146,3 +147,40 @@ def test_a_patient_reference_too_long_fails_the_whole_record_and_writes_nothing(
         phi_access_record_many(request=request, patient_refs=["p-1", "x" * 65], purpose="FHIR search")
 
     assert AccessEvent.objects.count() == before
+
+
+def test_uuid7_puts_the_time_first_then_random_bits() -> None:
+    before = time.time_ns() // 1_000_000
+    drawn = [uuid7() for _ in range(200)]
+    after = time.time_ns() // 1_000_000
+
+    assert {value.version for value in drawn} == {7}
+    assert {value.variant for value in drawn} == {uuid.RFC_4122}
+    assert all(before <= value.int >> 80 <= after for value in drawn)
+    assert [value.int >> 80 for value in drawn] == sorted(value.int >> 80 for value in drawn)
+    assert len(set(drawn)) == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_postgresql_draws_time_ordered_ids_for_the_rows(role_users: dict[str, User]) -> None:
+    """The rows' ids come from the database's clock in the layout of ``uuid7``, so the unique index is
+    written at its end rather than at a random page."""
+    request = RequestFactory().get("/patients/search/?q=ids")
+    request.user = role_users[CARE_COORDINATOR]
+    before = time.time_ns() // 1_000_000
+
+    phi_access_record_many(request=request, patient_refs=["p-1", "p-2", "p-3"], purpose="patient search")
+    event = phi_access_record(request=request, patient_ref="p-4", purpose="patient search")
+
+    after = time.time_ns() // 1_000_000
+    ids = list(
+        AccessEvent.objects.filter(path="/patients/search/?q=ids").values_list("external_id", flat=True)
+    )
+    assert len(ids) == 4
+    assert event.external_id in ids
+    assert {value.version for value in ids} == {7}
+    assert {value.variant for value in ids} == {uuid.RFC_4122}
+    assert all(
+        before - 5 <= value.int >> 80 <= after + 5 for value in ids
+    )  # the server's clock is this one's
