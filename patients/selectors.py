@@ -230,9 +230,10 @@ def _vendor() -> str:
     return str(_connection().vendor)
 
 
-def _first_word_sql(column: str) -> str:
-    """The first space-separated word of a text column, lower case (the first of several given names)."""
-    text = f"lower({column})"
+def _first_word_sql(column: str, *, lower: bool = True) -> str:
+    """The first space-separated word of a text column, lower case unless asked (the first of several given
+    names: ``given_names.split(" ")[0]``)."""
+    text = f"lower({column})" if lower else column
     if _vendor() == "sqlite":
         return (
             f"CASE WHEN instr({text}, ' ') > 0 THEN substr({text}, 1, instr({text}, ' ') - 1) ELSE {text} END"
@@ -258,6 +259,10 @@ def _visibility_sql(user: Any, alias: str) -> tuple[str, list[Any]]:
         return "", []
     sql, params = golden_patients_visible(user).values("pk").query.sql_with_params()
     return f" AND {alias}.id IN ({sql})", list(params)
+
+
+# Conditions on a table alias every search adds: ``functools.partial(_narrowing_sql, user, birth_date)``.
+Narrowing = Callable[[str], tuple[str, list[Any]]]
 
 
 def _narrowing_sql(user: Any, birth_date: date | None, alias: str) -> tuple[str, list[Any]]:
@@ -356,23 +361,13 @@ def _name_candidates_sql(
     families: set[str],
     narrowing: Callable[[str], tuple[str, list[Any]]],
 ) -> tuple[str, list[Any]]:
-    """Who a name may be: (id, given names, family name) of up to _CANDIDATE_LIMIT active patients, in the
-    order they are scored.
+    """Who a first and a family name may be: (id, given names, family name) of up to _CANDIDATE_LIMIT active
+    patients, in the order they are scored.
 
     Each arm reads the names it returns from the index it searches (``patients_patient_phonetic`` and
     ``patients_patient_given_family`` include them): the rows of hundreds of namesakes are not read."""
     patient = _tables()["patient"]
     last_code = phonetic(last)
-    if not first:
-        narrow_a, narrow_a_params = narrowing("a")
-        narrow_b, narrow_b_params = narrowing("b")
-        sql = (
-            f"SELECT {_CANDIDATE_COLUMNS.format(a='a')} FROM {patient} a "  # noqa: S608
-            f"WHERE a.family_phonetic = %s AND a.is_active{narrow_a} "
-            f"UNION SELECT {_CANDIDATE_COLUMNS.format(a='b')} FROM {patient} b "
-            f"WHERE b.given_phonetic = %s AND b.is_active{narrow_b} ORDER BY 1 LIMIT {_CANDIDATE_LIMIT}"
-        )
-        return sql, [last_code, *narrow_a_params, last_code, *narrow_b_params]
     first_code = phonetic(first)
     first_codes = sorted({first_code, *(phonetic(group) for group in given_name_groups(first))})
     keys = [f"n:{last_code}:{code}" for code in first_codes] + [f"n:{first_code}:{last_code}"]
@@ -446,9 +441,7 @@ def golden_patient_search(
     return [PatientSearchHit(patient, 2.0, matched_on, sources) for patient, sources in shown.values()]
 
 
-def _name_search(
-    text: str, narrowing: Callable[[str], tuple[str, list[Any]]], limit: int
-) -> list[PatientSearchHit]:
+def _name_search(text: str, narrowing: Narrowing, limit: int) -> list[PatientSearchHit]:
     # As typed (lower case) and without diacritics: stored names keep theirs.
     family_typed, comma, given_typed = text.lower().partition(",")
     typed = (given_typed.split() + family_typed.split()) if comma else family_typed.split()
@@ -456,12 +449,14 @@ def _name_search(
         return []
     tokens = [ascii_fold(token) for token in typed]
     first, last = (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
+    if not first:
+        return _family_search(last, narrowing, limit)
     # A family name of several words ("da Rocha") is all that follows the first name, or the last word
     # when the words between are middle names.
-    families = {last, " ".join(tokens[1:])} if first else {last}
+    families = {last, " ".join(tokens[1:])}
     # Names only: the golden record's JSON is read for the few patients shown, not for every candidate.
     rows = _rows(*_name_candidates_sql(first, last, typed, families, narrowing))
-    scored = _names_scored(first, last, families, rows) if first else _family_scored(last, rows)
+    scored = _names_scored(first, last, families, rows)
     scored.sort()
     shown_ids = [pk for *_, pk in scored[:limit]]
     if not shown_ids:
@@ -487,22 +482,87 @@ def _names_scored(
     return scored
 
 
-def _family_scored(typed: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[float, str, str, int]]:
-    """As ``_names_scored`` for one name typed alone: the better of its similarity to the family name and
-    to the first given name (``_name_similarity`` without a first name). A family name alone has hundreds
-    of candidates sharing a few family names, so each name's similarity is worked out once per search."""
-    family_scores = {
-        name: _similarity(typed, folded) if (folded := _family_folded(name)) else 0.0
-        for name in {family_name for _, _, family_name in rows}
-    }
-    given_scores = {
-        names: _similarity(typed, folded) if (folded := _first_name_folded(names)) else 0.0
-        for names in {given_names for _, given_names, _ in rows}
-    }
+# One name typed alone ("smith") is scored against each candidate's family name and first given name, the
+# better of the two (``_name_similarity`` without a first name), and a common family name has thousands of
+# candidates sharing a few names. So the names are scored, not the candidates: a first statement lists the
+# candidates' distinct family names and first given names, and a second ranks the candidates by those
+# scores in the database and returns the first ``limit``, with what their rows show. The candidates are
+# the same in both (up to _CANDIDATE_LIMIT by id), and so are the scores and the order of
+# ``_names_scored``: score, then family name, given names and id as Python compares them (code points:
+# the "C" collation).
+_FAMILY_CUT = 0.85
+
+
+def _family_candidates_sql(code: str, narrowing: Narrowing, *, limited: bool) -> tuple[str, list[Any]]:
+    """WITH c: (id, given_names, family_name) of the active patients either of whose names has this
+    phonetic code, read from the covering indexes; ``limited``, the first _CANDIDATE_LIMIT by id."""
+    patient = _tables()["patient"]
+    narrow_a, narrow_a_params = narrowing("a")
+    narrow_b, narrow_b_params = narrowing("b")
+    # The second arm leaves out the first's (no duplicates to remove).
+    arms = (
+        f"SELECT {_CANDIDATE_COLUMNS.format(a='a')} FROM {patient} a "  # noqa: S608
+        f"WHERE a.family_phonetic = %s AND a.is_active{narrow_a} "
+        f"UNION ALL SELECT {_CANDIDATE_COLUMNS.format(a='b')} FROM {patient} b "
+        f"WHERE b.given_phonetic = %s AND b.family_phonetic <> %s AND b.is_active{narrow_b}"
+    )
+    if limited:
+        arms = f"SELECT * FROM ({arms}) u ORDER BY 1 LIMIT {_CANDIDATE_LIMIT}"  # noqa: S608
+    return f"WITH c AS ({arms})", [code, *narrow_a_params, code, code, *narrow_b_params]
+
+
+def _scores_sql(name: str, scores: dict[str, float]) -> tuple[str, list[Any]]:
+    """A named table (name, score) of these scores, for a WITH clause. On PostgreSQL two array parameters,
+    so that the statement has one shape, whatever the number of names, and is prepared once."""
+    if _vendor() != "sqlite":
+        table = f"{name} (name, score) AS (SELECT * FROM unnest(%s::text[], %s::double precision[]))"  # noqa: S608
+        return table, [list(scores), list(scores.values())]
+    rows: list[tuple[str | None, float | None]] = [*scores.items()] or [(None, None)]
+    values = ", ".join("(CAST(%s AS text), CAST(%s AS double precision))" for _ in rows)
+    return f"{name} (name, score) AS (VALUES {values})", [value for row in rows for value in row]
+
+
+def _family_search(typed: str, narrowing: Narrowing, limit: int) -> list[PatientSearchHit]:
+    code = phonetic(typed)
+    candidates, params = _family_candidates_sql(code, narrowing, limited=False)
+    first_word = _first_word_sql("c.given_names", lower=False)
+    # Every candidate's names and how many share each: scoring the names of more than _CANDIDATE_LIMIT
+    # candidates scores a few names too many, which rank nobody.
+    names = _rows(
+        f"{candidates} SELECT 0, c.family_name, count(*) FROM c GROUP BY c.family_name "  # noqa: S608
+        f"UNION ALL SELECT 1, {first_word}, count(*) FROM c GROUP BY {first_word}",
+        params,
+    )
+    family_scores: dict[str, float] = {}
+    given_scores: dict[str, float] = {}
+    for kind, name, _ in names:
+        folded = _family_folded(name) if kind == 0 else _first_name_folded(name)
+        score = _similarity(typed, folded) if folded else 0.0
+        if score >= _FAMILY_CUT:
+            (family_scores if kind == 0 else given_scores)[name] = score
+    if not (family_scores or given_scores):
+        return []
+    found = sum(count for kind, _, count in names if kind == 0)
+    candidates, params = _family_candidates_sql(code, narrowing, limited=found > _CANDIDATE_LIMIT)
+    families_sql, families_params = _scores_sql("f", family_scores)
+    givens_sql, givens_params = _scores_sql("g", given_scores)
+    collate = " COLLATE BINARY" if _vendor() == "sqlite" else ' COLLATE "C"'
+    best = "CASE WHEN coalesce(f.score, 0) >= coalesce(g.score, 0) THEN coalesce(f.score, 0) ELSE g.score END"
+    order = f"r.score DESC, r.family_name{collate}, r.given_names{collate}, r.id"
+    columns = ", ".join(f"p.{column}" for column in _result_columns())
+    rows = _rows(
+        f"{candidates}, {families_sql}, {givens_sql} SELECT {columns}, {_sources_sql('p')}, r.score FROM ("  # noqa: S608
+        f"SELECT c.id, c.family_name, c.given_names, {best} AS score FROM c "
+        f"LEFT JOIN f ON f.name = c.family_name LEFT JOIN g ON g.name = {first_word} "
+        f"WHERE f.score IS NOT NULL OR g.score IS NOT NULL "
+        f"ORDER BY {order.replace('r.', '')} LIMIT {int(limit)}"
+        f") r JOIN {_tables()['patient']} p ON p.id = r.id ORDER BY {order}",
+        [*params, *families_params, *givens_params],
+    )
+    shown = _shown([row[:-1] for row in rows])
     return [
-        (-score, family_name, given_names, pk)
-        for pk, given_names, family_name in rows
-        if (score := max(family_scores[family_name], given_scores[given_names])) >= 0.85
+        PatientSearchHit(patient, row[-1], "name", sources)
+        for (patient, sources), row in zip(shown.values(), rows, strict=True)
     ]
 
 

@@ -213,23 +213,53 @@ def test_a_result_holds_what_its_row_shows_in_few_statements(
     assert hit.score > 1.7
 
 
-def test_a_name_typed_alone_scores_as_the_general_name_similarity_does() -> None:
-    """The per-search memo of a family name typed alone gives ``_name_similarity``'s scores and cut."""
-    rows = [
-        (1, "Ana María", "Peña"),
-        (2, "Smith", "Jones"),  # the typed name as a first given name
-        (3, "", "Smyth"),
-        (4, "John", ""),
-        (5, "John Paul", "Smith"),
-        (6, "John", "Smith"),  # a repeat: drawn from the memo
-        (7, "Sam", "Schmidt"),
-        (8, "Zed", "Quill"),  # too far: cut
+@pytest.mark.parametrize("candidate_limit", [None, 3])
+def test_a_name_typed_alone_ranks_as_the_general_name_similarity_does(
+    land: Land, role_users: dict[str, User], monkeypatch: pytest.MonkeyPatch, candidate_limit: int | None
+) -> None:
+    """A name typed alone is ranked in the database from its names' scores: the same scores, cut and order
+    as ``_name_similarity`` over the candidates (the first _CANDIDATE_LIMIT by id when there are more)."""
+    names: list[dict[str, Any]] = [
+        {"given": ["Ana María"], "family": "Peña"},
+        {"given": ["Smith"], "family": "Jones"},  # the typed name as a first given name
+        {"family": "Smyth"},  # no given name
+        {"given": ["John"]},  # no family name
+        {"given": ["John Paul"], "family": "Smith"},
+        {"given": ["John"], "family": "Smith"},
+        {"given": ["Adam"], "family": "Smith"},
+        {"given": ["Sam"], "family": "Schmidt"},
+        {"given": ["Zed"], "family": "Quill"},  # too far from anything typed: cut
+        {"given": ["Jon"], "family": "Pena"},
     ]
-    for typed in ("smith", "pena", "jon", "quil"):
-        expected = []
-        for pk, given, family in rows:
-            score = selectors._name_similarity("", typed, given, family)
-            if score >= 0.85:
-                expected.append((-score, family, given, pk))
-        assert selectors._family_scored(typed, rows) == expected
-    assert [pk for *_, pk in selectors._family_scored("smith", rows)] == [2, 3, 5, 6]
+    people = [
+        _person(number, [], "") | {"name": [{"use": "official", **name}]} for number, name in enumerate(names)
+    ]
+    ehr = source_create(actor=None, slug="hospital-ehr", name="Hospital EHR")
+    land(ehr, as_bytes(transaction(*people)))
+    if candidate_limit is not None:
+        monkeypatch.setattr(selectors, "_CANDIDATE_LIMIT", candidate_limit)
+    patients = list(Patient.objects.filter(is_active=True).order_by("pk"))
+    assert len(patients) == len(names)
+
+    beyond_the_limit = set()
+    for typed in ("smith", "pena", "jon", "quil", "john"):
+        code = phonetic(typed)
+        candidates = [
+            golden for golden in patients if code in (golden.family_phonetic, golden.given_phonetic)
+        ]
+        if candidate_limit is not None and len(candidates) > candidate_limit:
+            beyond_the_limit.add(typed)
+            candidates = candidates[:candidate_limit]
+        expected = sorted(
+            (-score, golden.family_name, golden.given_names, golden.pk)
+            for golden in candidates
+            if (score := selectors._name_similarity("", typed, golden.given_names, golden.family_name))
+            >= 0.85
+        )
+        hits = golden_patient_search(user=role_users[CARE_COORDINATOR], query=typed)
+
+        assert [(hit.patient.pk, hit.score) for hit in hits] == [
+            (pk, -negative) for negative, _, _, pk in expected
+        ]
+        assert hits or typed == "quil", typed
+    assert beyond_the_limit == (set() if candidate_limit is None else {"smith", "jon", "john"})
