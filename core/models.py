@@ -2,8 +2,10 @@ import hashlib
 import secrets
 import time
 import uuid
+from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.utils import timezone
 
@@ -168,3 +170,19 @@ class ApiToken(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class StaffSession(AbstractBaseSession):
+    """A signed-in session (``core.sessions``), with its user's id in a column of its own, so that every
+    request reads the user and their permissions in the statement that reads the session."""
+
+    user_id = models.IntegerField(null=True, blank=True, help_text="The signed-in user, if any.")
+
+    class Meta(AbstractBaseSession.Meta):
+        db_table = "core_staff_session"
+
+    @classmethod
+    def get_session_store_class(cls) -> type[Any]:
+        from core.sessions import SessionStore
+
+        return SessionStore

@@ -4,12 +4,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.models import StaffSession as Session
 from core.roles import CARE_COORDINATOR
 from tests.conftest import TEST_PASSWORD
 
@@ -84,10 +84,60 @@ def test_a_signed_in_page_reads_the_session_and_the_user_with_permissions_only(
         response = coordinator_client.get("/patients/")
 
     assert response.status_code == 200
-    expected = (
-        2 if connection.vendor == "postgresql" else 3
-    )  # SQLite: the permissions in a query of their own
+    # PostgreSQL: the session with its user and their permissions; SQLite: the session, the user, then
+    # the permissions.
+    expected = 1 if connection.vendor == "postgresql" else 3
     assert len(queries.captured_queries) == expected, [
         query["sql"][:80] for query in queries.captured_queries
     ]
-    assert "django_session" in queries.captured_queries[0]["sql"]
+    assert "core_staff_session" in queries.captured_queries[0]["sql"]
+    assert response.wsgi_request.user.username == "coordinator"
+
+
+def test_the_session_row_names_its_user(coordinator_client: Client, role_users: dict[str, User]) -> None:
+    session = Session.objects.get(session_key=coordinator_client.session.session_key)
+
+    assert session.user_id == role_users[CARE_COORDINATOR].pk
+
+
+def test_a_password_change_elsewhere_signs_the_session_out(
+    coordinator_client: Client, role_users: dict[str, User]
+) -> None:
+    """Django's session hash check runs on the user read with the session."""
+    assert coordinator_client.get("/patients/").status_code == 200
+    user = User.objects.get(pk=role_users[CARE_COORDINATOR].pk)
+    user.set_password("another-long-password-2026")
+    user.save()
+
+    response = coordinator_client.get("/patients/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_a_deactivated_or_deleted_user_is_signed_out(
+    coordinator_client: Client, role_users: dict[str, User]
+) -> None:
+    coordinator = role_users[CARE_COORDINATOR]
+    User.objects.filter(pk=coordinator.pk).update(is_active=False)
+
+    assert coordinator_client.get("/patients/").status_code == 302
+
+    User.objects.filter(pk=coordinator.pk).update(is_active=True)
+    client = Client()
+    client.force_login(coordinator)
+    assert client.get("/patients/").status_code == 200
+    Session.objects.filter(session_key=client.session.session_key).update(user_id=987654321)
+    response = client.get("/patients/")  # the row names someone else: Django reads the session's user
+
+    assert response.status_code == 200
+    assert response.wsgi_request.user.pk == coordinator.pk
+
+
+def test_a_permission_taken_away_applies_at_the_next_request(
+    coordinator_client: Client, role_users: dict[str, User]
+) -> None:
+    assert coordinator_client.get("/patients/").status_code == 200
+    role_users[CARE_COORDINATOR].groups.clear()
+
+    assert coordinator_client.get("/patients/").status_code == 403
