@@ -6,7 +6,9 @@ request (a DRF ``Request`` wraps the Django one), tasks and commands pass no req
 """
 
 import functools
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -98,6 +100,58 @@ def phi_access_record_many(
     return len(refs)
 
 
+@dataclass(frozen=True)
+class AccessContext:
+    """Who reads protected health information, from where, how and why: what the access audit rows of one
+    read share. ``phi_access_context`` makes one; ``phi_rows_read`` records a read with it."""
+
+    values: dict[str, Any]
+
+
+def phi_access_context(
+    *,
+    purpose: str,
+    request: Any = None,
+    actor: User | AnonymousUser | None = None,
+    obj: models.Model | None = None,
+    action: str = AccessEvent.Action.READ,
+    channel: str | None = None,
+) -> AccessContext:
+    """The context of a read about to happen (``phi_access_record``'s arguments but the patient)."""
+    return AccessContext(
+        _common_values(request=request, actor=actor, obj=obj, action=action, channel=channel, purpose=purpose)
+    )
+
+
+def phi_rows_read(
+    sql: str, params: Sequence[Any], *, patient_ref_column: str, context: AccessContext, order_by: str = ""
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (a SELECT whose ``patient_ref_column`` is each row's patient external id), an
+    access audit row written for each, as ``phi_access_record_many`` writes them.
+
+    On PostgreSQL the rows are read and recorded by one statement (a data-modifying WITH), which commits
+    before it answers: the rows cannot be had without their record, and a search costs one round trip
+    less. ``order_by`` orders what it returns (by the SELECT's column names), as a WITH does not keep the
+    SELECT's order. Elsewhere the SELECT runs, then the insert."""
+    connection = connections[router.db_for_write(AccessEvent)]
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM ({sql}) q {order_by}", params)  # noqa: S608
+            columns = [column[0] for column in cursor.description]
+            rows = list(cursor.fetchall())
+        index = columns.index(patient_ref_column)
+        refs = [_sqlite_ref(row[index]) for row in rows]
+        if refs:
+            AccessEvent.objects.bulk_create([AccessEvent(patient_ref=ref, **context.values) for ref in refs])
+        return rows
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _rows_read_sql(sql, patient_ref_column, order_by),
+            [*params, *(context.values[name] for name in _COMMON_COLUMNS)],
+        )
+        return list(cursor.fetchall())
+
+
 def _common_values(
     *,
     request: Any,
@@ -184,3 +238,26 @@ def _events_insert_sql(*, returning: bool) -> str:
         f'INSERT INTO "{table}" ({names}) SELECT {_UUID7_SQL}, patient_ref, {placeholders} '  # noqa: S608
         "FROM unnest(%s::text[]) AS rows (patient_ref)"
     ) + (' RETURNING "id", "external_id"' if returning else "")
+
+
+def _rows_read_sql(sql: str, patient_ref_column: str, order_by: str) -> str:
+    columns = {field.attname: field.column for field in AccessEvent._meta.concrete_fields}
+    names = ", ".join(f'"{columns[name]}"' for name in ("external_id", "patient_ref", *_COMMON_COLUMNS))
+    placeholders = ", ".join("%s" for _ in _COMMON_COLUMNS)
+    return (
+        f"WITH read AS MATERIALIZED ({sql}), "  # noqa: S608 (names from the model's metadata and the caller)
+        f'recorded AS (INSERT INTO "{AccessEvent._meta.db_table}" ({names}) '
+        f'SELECT {_UUID7_SQL}, read."{patient_ref_column}"::text, {placeholders} FROM read) '
+        f"SELECT * FROM read {order_by}"
+    )
+
+
+def _sqlite_ref(value: Any) -> str:
+    """A patient reference read from SQLite, as PostgreSQL's text form has it: SQLite keeps a UUID as 32
+    hexadecimal digits, without the dashes."""
+    if isinstance(value, str) and len(value) == 32:
+        try:
+            return str(uuid.UUID(hex=value))
+        except ValueError:
+            return value
+    return str(value or "")

@@ -19,6 +19,7 @@ from django.db.models import (
     Subquery,
 )
 
+from core.audit import AccessContext, phi_rows_read
 from core.permissions import has_object_access, objects_for_user
 from patients.matching.features import ascii_fold, given_name_groups, patient_features, phonetic
 from patients.matching.linking import MatchResult, patients_match
@@ -244,8 +245,8 @@ def _first_word_sql(column: str, *, lower: bool = True) -> str:
 def _sources_sql(alias: str) -> str:
     """The golden record's list of source slugs, as JSON text (the record itself is not read for a list)."""
     if _vendor() == "sqlite":
-        return f"json_extract({alias}.record, '$.sources')"
-    return f"({alias}.record -> 'sources')"
+        return f"json_extract({alias}.record, '$.sources') AS sources"
+    return f"({alias}.record -> 'sources') AS sources"
 
 
 def _placeholders(values: Sequence[Any]) -> str:
@@ -293,6 +294,22 @@ def _rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     with _connection().cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall())
+
+
+def _shown_rows(
+    sql: str, params: Sequence[Any], record: AccessContext | None, order: str = ""
+) -> list[tuple[Any, ...]]:
+    """The rows of a statement selecting patients to show (``_shown_sql``'s columns first), their access
+    recorded with ``record`` by the same statement; ``order``: their order, by column names."""
+    if record is None:
+        return _rows(sql, params)
+    return phi_rows_read(
+        sql,
+        params,
+        patient_ref_column="external_id",
+        context=record,
+        order_by=f"ORDER BY {order}" if order else "",
+    )
 
 
 def _shown_sql(condition: str) -> str:
@@ -365,7 +382,8 @@ def _name_candidates_sql(
     patients, in the order they are scored.
 
     Each arm reads the names it returns from the index it searches (``patients_patient_phonetic`` and
-    ``patients_patient_given_family`` include them): the rows of hundreds of namesakes are not read."""
+    ``patients_patient_given_family`` include them): the rows of hundreds of namesakes are not read. (An OR
+    of two index conditions in one arm would be a bitmap scan, which reads the rows.)"""
     patient = _tables()["patient"]
     last_code = phonetic(last)
     first_code = phonetic(first)
@@ -382,15 +400,16 @@ def _name_candidates_sql(
     )
     given_close, given_params = _typo_or_prefix_sql(_first_word_sql("o.given_names"), {first, typed[0]})
     keys_sql, keys_params = _keys_patients_sql(keys)
-    narrow = {alias: narrowing(alias) for alias in ("f", "o", "k")}
+    narrow = {alias: narrowing(alias) for alias in ("f", "o", "s", "k")}
     columns = _CANDIDATE_COLUMNS + ", {a}.family_phonetic, {a}.given_phonetic"
     sql = (
         f"SELECT c.id, c.given_names, c.family_name FROM ("  # noqa: S608
         f"SELECT {columns.format(a='f')} FROM {patient} f "
         f"WHERE f.given_phonetic IN ({codes}) AND {family_close} AND f.is_active{narrow['f'][0]} "
-        f"UNION SELECT {columns.format(a='o')} FROM {patient} o WHERE ((o.family_phonetic = %s "
-        f"AND (o.given_phonetic IN ({codes}) OR {given_close})) "
-        f"OR (o.family_phonetic = %s AND o.given_phonetic = %s)) AND o.is_active{narrow['o'][0]} "  # "Smith John"
+        f"UNION SELECT {columns.format(a='o')} FROM {patient} o WHERE o.family_phonetic = %s "
+        f"AND (o.given_phonetic IN ({codes}) OR {given_close}) AND o.is_active{narrow['o'][0]} "
+        f"UNION SELECT {columns.format(a='s')} FROM {patient} s "  # "Smith John"
+        f"WHERE s.family_phonetic = %s AND s.given_phonetic = %s AND s.is_active{narrow['s'][0]} "
         f"UNION SELECT {columns.format(a='k')} FROM {patient} k WHERE {_in_sql('k.id', keys_sql)} "
         f"AND k.is_active{narrow['k'][0]}"
         # Candidates whose both names agree phonetically come first, so a common name cannot push them out.
@@ -399,7 +418,8 @@ def _name_candidates_sql(
     )
     params = [
         *first_codes, *family_params, *narrow["f"][1],
-        last_code, *first_codes, *given_params, first_code, last_code, *narrow["o"][1],
+        last_code, *first_codes, *given_params, *narrow["o"][1],
+        first_code, last_code, *narrow["s"][1],
         *keys_params, *narrow["k"][1],
         last_code, *first_codes,
     ]  # fmt: skip
@@ -407,10 +427,18 @@ def _name_candidates_sql(
 
 
 def golden_patient_search(
-    *, user: Any, query: str, birth_date: date | None = None, limit: int = SEARCH_LIMIT
+    *,
+    user: Any,
+    query: str,
+    birth_date: date | None = None,
+    limit: int = SEARCH_LIMIT,
+    record: AccessContext | None = None,
 ) -> list[PatientSearchHit]:
     """Patients ``user`` may see that fit the query: a name (typos, phonetic variants and nicknames
-    found), a phone in any format, an e-mail, or any source identifier; optionally a birth date."""
+    found), a phone in any format, an e-mail, or any source identifier; optionally a birth date.
+
+    With ``record``, an access audit row is written for each patient found, by the statement that reads
+    what is shown of them (``core.audit.phi_rows_read``)."""
     if not (user.is_authenticated and user.is_active):
         return []
     text = " ".join(query.split())
@@ -433,15 +461,18 @@ def golden_patient_search(
         ids_sql, ids_params = _identifier_patients_sql(system, value)
         matched_on = "identifier"
     else:
-        return _name_search(text, functools.partial(_narrowing_sql, user, birth_date), limit)
+        return _name_search(text, functools.partial(_narrowing_sql, user, birth_date), limit, record)
     narrow, narrow_params = _narrowing_sql(user, birth_date, "p")
     condition = f"p.id IN ({ids_sql})" if ids_sql else "TRUE"
     sql = f"{_shown_sql(condition)}{narrow} ORDER BY p.family_name, p.given_names, p.id LIMIT {int(limit)}"
-    shown = _shown(_rows(sql, [*ids_params, *narrow_params]))
+    rows = _shown_rows(sql, [*ids_params, *narrow_params], record, "family_name, given_names, id")
+    shown = _shown(rows)
     return [PatientSearchHit(patient, 2.0, matched_on, sources) for patient, sources in shown.values()]
 
 
-def _name_search(text: str, narrowing: Narrowing, limit: int) -> list[PatientSearchHit]:
+def _name_search(
+    text: str, narrowing: Narrowing, limit: int, record: AccessContext | None
+) -> list[PatientSearchHit]:
     # As typed (lower case) and without diacritics: stored names keep theirs.
     family_typed, comma, given_typed = text.lower().partition(",")
     typed = (given_typed.split() + family_typed.split()) if comma else family_typed.split()
@@ -450,7 +481,7 @@ def _name_search(text: str, narrowing: Narrowing, limit: int) -> list[PatientSea
     tokens = [ascii_fold(token) for token in typed]
     first, last = (tokens[0], tokens[-1]) if len(tokens) > 1 else ("", tokens[0])
     if not first:
-        return _family_search(last, narrowing, limit)
+        return _family_search(last, narrowing, limit, record)
     # A family name of several words ("da Rocha") is all that follows the first name, or the last word
     # when the words between are middle names.
     families = {last, " ".join(tokens[1:])}
@@ -461,7 +492,7 @@ def _name_search(text: str, narrowing: Narrowing, limit: int) -> list[PatientSea
     shown_ids = [pk for *_, pk in scored[:limit]]
     if not shown_ids:
         return []
-    shown = _shown(_rows(_shown_sql(f"p.id IN ({_placeholders(shown_ids)})"), shown_ids))
+    shown = _shown(_shown_rows(_shown_sql(f"p.id IN ({_placeholders(shown_ids)})"), shown_ids, record))
     return [
         PatientSearchHit(shown[pk][0], -negative, "name", shown[pk][1])
         for negative, _, _, pk in scored[:limit]
@@ -522,7 +553,9 @@ def _scores_sql(name: str, scores: dict[str, float]) -> tuple[str, list[Any]]:
     return f"{name} (name, score) AS (VALUES {values})", [value for row in rows for value in row]
 
 
-def _family_search(typed: str, narrowing: Narrowing, limit: int) -> list[PatientSearchHit]:
+def _family_search(
+    typed: str, narrowing: Narrowing, limit: int, record: AccessContext | None
+) -> list[PatientSearchHit]:
     code = phonetic(typed)
     candidates, params = _family_candidates_sql(code, narrowing, limited=False)
     first_word = _first_word_sql("c.given_names", lower=False)
@@ -548,16 +581,19 @@ def _family_search(typed: str, narrowing: Narrowing, limit: int) -> list[Patient
     givens_sql, givens_params = _scores_sql("g", given_scores)
     collate = " COLLATE BINARY" if _vendor() == "sqlite" else ' COLLATE "C"'
     best = "CASE WHEN coalesce(f.score, 0) >= coalesce(g.score, 0) THEN coalesce(f.score, 0) ELSE g.score END"
-    order = f"r.score DESC, r.family_name{collate}, r.given_names{collate}, r.id"
+    order = "{a}score DESC, {a}family_name{collate}, {a}given_names{collate}, {a}id".format
+    order_by_name = order(a="", collate=collate)
     columns = ", ".join(f"p.{column}" for column in _result_columns())
-    rows = _rows(
+    rows = _shown_rows(
         f"{candidates}, {families_sql}, {givens_sql} SELECT {columns}, {_sources_sql('p')}, r.score FROM ("  # noqa: S608
         f"SELECT c.id, c.family_name, c.given_names, {best} AS score FROM c "
         f"LEFT JOIN f ON f.name = c.family_name LEFT JOIN g ON g.name = {first_word} "
         f"WHERE f.score IS NOT NULL OR g.score IS NOT NULL "
-        f"ORDER BY {order.replace('r.', '')} LIMIT {int(limit)}"
-        f") r JOIN {_tables()['patient']} p ON p.id = r.id ORDER BY {order}",
+        f"ORDER BY {order_by_name} LIMIT {int(limit)}"
+        f") r JOIN {_tables()['patient']} p ON p.id = r.id ORDER BY {order(a='r.', collate=collate)}",
         [*params, *families_params, *givens_params],
+        record,
+        order_by_name,
     )
     shown = _shown([row[:-1] for row in rows])
     return [

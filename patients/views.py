@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views import View
 from django.views.generic import TemplateView
 
-from core.audit import phi_access_record, phi_access_record_many
+from core.audit import phi_access_context, phi_access_record
 from core.models import AccessEvent
 from patients.chart import PatientChart, patient_chart_get, patient_links_get
 from patients.figures import blood_pressure_figure, series_figure, weight_figure
@@ -143,16 +143,14 @@ class PatientSearchView(PermissionRequiredMixin, TemplateView):
         birth_date_text = self.request.GET.get("birth_date", "").strip()
         birth_date = parse_date(birth_date_text) if birth_date_text else None
         searched = bool(query or birth_date)
+        # Every patient listed is recorded as read, by the statement that reads what the row shows.
+        record = phi_access_context(
+            purpose="patient search", request=self.request, action=AccessEvent.Action.SEARCH
+        )
         hits = (
-            golden_patient_search(user=self.request.user, query=query, birth_date=birth_date)
+            golden_patient_search(user=self.request.user, query=query, birth_date=birth_date, record=record)
             if searched
             else []
-        )
-        phi_access_record_many(
-            purpose="patient search",
-            request=self.request,
-            patient_refs=[hit.patient.external_id for hit in hits],
-            action=AccessEvent.Action.SEARCH,
         )
         return {
             **super().get_context_data(**kwargs),

@@ -1,5 +1,5 @@
 """``make run`` without any settings: the embedded SQLite database loads the demo through the real pipeline
-and the coordinator's search works on it.
+and the coordinator's search works on it, recording what it lists.
 
 The rest of the suite runs on PostgreSQL, where statements written for it (arrays, LATERAL, COPY) are at
 home; this runs the demo's own commands in a fresh process on a fresh SQLite file, so that a statement
@@ -20,6 +20,8 @@ import json
 from datetime import date
 from django.contrib.auth.models import User
 from patients.models import InboundPayload, Patient, PatientLink, SourceIdentifier
+from core.audit import phi_access_context
+from core.models import AccessEvent
 from patients.selectors import golden_patient_search
 
 user = User.objects.create_superuser("sqlite-check", password="x-long-enough-password")
@@ -48,13 +50,25 @@ queries = {
     "identifier": identifier.value,
 }
 found = {
-    kind: [str(hit.patient.external_id) for hit in golden_patient_search(user=user, query=text)]
+    kind: [
+        str(hit.patient.external_id)
+        for hit in golden_patient_search(
+            user=user, query=text, record=phi_access_context(purpose=kind, actor=user, action="search")
+        )
+    ]
     for kind, text in queries.items()
 }
 found["birth date"] = [
     str(hit.patient.external_id)
-    for hit in golden_patient_search(user=user, query="", birth_date=linked.birth_date)
+    for hit in golden_patient_search(
+        user=user, query="", birth_date=linked.birth_date,
+        record=phi_access_context(purpose="birth date", actor=user, action="search"),
+    )
 ]
+recorded = {
+    kind: sorted(AccessEvent.objects.filter(purpose=kind).values_list("patient_ref", flat=True))
+    for kind in found
+}
 sources = golden_patient_search(user=user, query=f"{given} {family}")[0].sources
 print(json.dumps({
     "payloads": InboundPayload.objects.count(),
@@ -63,6 +77,7 @@ print(json.dumps({
     "patient": str(linked.external_id),
     "queries": queries,
     "found": found,
+    "recorded": recorded,
     "sources": sorted(sources),
 }))
 """
@@ -105,3 +120,4 @@ def test_the_embedded_sqlite_database_loads_the_demo_and_finds_its_patients(tmp_
     assert {"crm", "hospital-ehr"} <= set(report["sources"])
     for kind, found in report["found"].items():
         assert report["patient"] in found, (kind, report["queries"].get(kind), found)
+        assert report["recorded"][kind] == sorted(found), kind  # each patient listed, recorded as read

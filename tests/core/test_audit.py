@@ -10,7 +10,7 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from rest_framework.request import Request
 
-from core.audit import phi_access_record, phi_access_record_many
+from core.audit import phi_access_context, phi_access_record, phi_access_record_many, phi_rows_read
 from core.context import acting_as
 from core.models import AccessEvent, uuid7
 from core.roles import CARE_COORDINATOR
@@ -184,3 +184,51 @@ def test_postgresql_draws_time_ordered_ids_for_the_rows(role_users: dict[str, Us
     assert all(
         before - 5 <= value.int >> 80 <= after + 5 for value in ids
     )  # the server's clock is this one's
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_rows_read_are_recorded_by_the_statement_that_reads_them(role_users: dict[str, User]) -> None:
+    request = RequestFactory().get("/patients/search/?q=rows", REMOTE_ADDR="10.1.2.3")
+    request.user = role_users[CARE_COORDINATOR]
+    context = phi_access_context(purpose="patient search", request=request, action=AccessEvent.Action.SEARCH)
+    refs = [str(uuid.uuid4()) for _ in range(3)]
+    sql = "SELECT v.ref AS patient_ref, v.n FROM (VALUES (%s, 3), (%s, 1), (%s, 2)) v (ref, n)"
+
+    with CaptureQueriesContext(connection) as queries:
+        rows = phi_rows_read(
+            sql, refs, patient_ref_column="patient_ref", context=context, order_by="ORDER BY n"
+        )
+
+    assert len(queries) == 1
+    assert rows == [(refs[1], 1), (refs[2], 2), (refs[0], 3)]
+    stored = list(AccessEvent.objects.filter(path="/patients/search/?q=rows"))
+    assert sorted(event.patient_ref for event in stored) == sorted(refs)
+    for event in stored:
+        assert (event.actor, event.action, event.channel, event.purpose, event.remote_addr) == (
+            role_users[CARE_COORDINATOR],
+            AccessEvent.Action.SEARCH,
+            AccessEvent.Channel.HTML,
+            "patient search",
+            "10.1.2.3",
+        )
+        assert event.external_id.version == 7
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_rows_whose_record_fails_are_not_returned(role_users: dict[str, User]) -> None:
+    request = RequestFactory().get("/patients/search/?q=too-long")
+    request.user = role_users[CARE_COORDINATOR]
+    context = phi_access_context(purpose="patient search", request=request)
+    before = AccessEvent.objects.count()
+
+    with pytest.raises(DataError), transaction.atomic():
+        phi_rows_read(
+            "SELECT v.ref FROM (VALUES (%s), (%s)) v (ref)",
+            ["p-1", "x" * 65],
+            patient_ref_column="ref",
+            context=context,
+        )
+
+    assert AccessEvent.objects.count() == before

@@ -240,6 +240,28 @@ def test_search_audits_every_patient_listed(alma: Patient, coordinator_client: C
     assert event.patient_ref == str(alma.external_id)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize(("query", "statements"), [("Alma Quigly", 3), ("Quigley", 3), ("(617) 555-0134", 2)])
+def test_a_search_reads_and_records_what_it_lists_in_few_statements(
+    alma: Patient, coordinator_client: Client, query: str, statements: int
+) -> None:
+    """PostgreSQL: the session with its user, the candidates (names), then the rows shown, which record
+    their own access; nothing else."""
+    coordinator_client.get("/patients/")
+
+    with CaptureQueriesContext(connection) as queries:
+        html = _search(coordinator_client, q=query)
+
+    assert f"/patients/{alma.external_id}/" in html
+    expected = statements if connection.vendor == "postgresql" else statements + 3
+    assert len(queries.captured_queries) == expected, [
+        query["sql"][:60] for query in queries.captured_queries
+    ]
+    assert list(
+        AccessEvent.objects.filter(action=AccessEvent.Action.SEARCH).values_list("patient_ref", flat=True)
+    ) == [str(alma.external_id)]
+
+
 def test_patient_page_query_count_does_not_grow_with_the_record(
     alma: Patient, coordinator_client: Client, land: Land
 ) -> None:
