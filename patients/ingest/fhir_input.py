@@ -28,6 +28,35 @@ _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # digits inside a string ("Person seed: 6380558951219250530" in every Synthea narrative); a string that
 # looks like one anyway only costs the slower parser.
 _LONG_INTEGER = re.compile(rb"[:,\[]\s*-?[0-9]{19,}\s*[,\]}]")
+# Every digit as b"1", every other byte as b"0": runs of 19 digits are then found by bytes.find, and only
+# they are looked at (scanning a 380 KB bundle with the expression above took 7.5 ms, a third of a
+# bundle's JSON decoding and about 7% of ingesting it; this takes a fraction of a millisecond).
+_DIGIT_MARKS = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
+_NINETEEN_DIGITS = b"1" * 19
+_JSON_WHITESPACE = b" \t\r\n\f\v"  # as \s in the expression above
+
+
+def _long_integer_found(body: bytes) -> bool:
+    """``_LONG_INTEGER.search(body)``, looking only at runs of 19 digits or more."""
+    marks = body.translate(_DIGIT_MARKS)
+    start = marks.find(_NINETEEN_DIGITS)
+    while start != -1:
+        end = marks.find(b"0", start)
+        end = len(body) if end == -1 else end
+        before = start - 1
+        if before >= 0 and body[before] == 0x2D:  # "-"
+            before -= 1
+        while before >= 0 and body[before] in _JSON_WHITESPACE:
+            before -= 1
+        after = end
+        while after < len(body) and body[after] in _JSON_WHITESPACE:
+            after += 1
+        if before >= 0 and body[before] in b":,[" and after < len(body) and body[after] in b",]}":
+            return True
+        start = marks.find(_NINETEEN_DIGITS, end)
+    return False
+
+
 _CONDITIONAL = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)\?(?P<query>.+)$")
 
 
@@ -38,7 +67,7 @@ def json_load(body: bytes) -> Any:
     # The fast parser for the usual case. The standard one reads what it refuses (and words the error
     # precisely), and any payload with an integer of 19 digits or more, which the fast one would round
     # (for decimals both give the same float).
-    if not _LONG_INTEGER.search(body):
+    if not _long_integer_found(body):
         try:
             return orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
         except orjson.JSONDecodeError:

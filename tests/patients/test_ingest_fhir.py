@@ -5,6 +5,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from patients.models import (
     InboundPayload,
@@ -14,7 +16,9 @@ from patients.models import (
     SourcePatient,
     SourceResource,
 )
-from tests.patients.conftest import as_bytes, blood_pressure, patient, transaction
+from tests.patients.conftest import SHARED_DATA, as_bytes, blood_pressure, patient, transaction
+
+SYNTHEA = SHARED_DATA / "synthea-r4"
 
 PATIENT_UUID = "7d1c2a52-3c1f-4b8e-9f1a-0a9b2c3d4e5f"
 OBSERVATION_UUID = "1f6e8a3c-8c4b-4b8f-a8a0-4e1c2b3a4d5e"
@@ -320,3 +324,60 @@ def test_long_digits_inside_strings_leave_the_payload_to_the_fast_parser(
     assert fhir_input.json_load(beyond)["total"] == 18446744073709551616
     listed = b'{"resourceType": "Basic", "values": [1, -92233720368547758090]}'
     assert fhir_input.json_load(listed)["values"] == [1, -92233720368547758090]
+
+
+@settings(max_examples=600, deadline=None)
+@example(parts=[b'{"a": -', b"12345678901234567890", b"}"])
+@example(parts=[b"[1, ", b"12345678901234567890", b" ]"])
+@example(parts=[b'"seed -', b"12345678901234567890", b' "'])
+@example(parts=[b":-", b"1234567890123456789", b"0", b"1"])
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    b":",
+                    b",",
+                    b"[",
+                    b"]",
+                    b"}",
+                    b"{",
+                    b"-",
+                    b" ",
+                    b"\n",
+                    b"\t",
+                    b'"',
+                    b"a",
+                    b".",
+                    b": -",
+                    b"[-",
+                ]
+            ),
+            st.integers(min_value=0, max_value=10**30).map(lambda number: str(number).encode()),
+        ),
+        max_size=12,
+    )
+)
+def test_the_long_integer_check_agrees_with_its_expression(parts: list[bytes]) -> None:
+    """The digit-run check finds exactly what the regular expression finds, wherever the digits are."""
+    from patients.ingest import fhir_input
+
+    body = b"".join(parts)
+
+    assert fhir_input._long_integer_found(body) == bool(fhir_input._LONG_INTEGER.search(body))
+
+
+def test_the_long_integer_check_agrees_with_its_expression_on_the_synthea_bundles() -> None:
+    from patients.ingest import fhir_input
+
+    bundles = sorted(SYNTHEA.glob("*.json"))[:20] if SYNTHEA.is_dir() else []
+    if not bundles:
+        pytest.skip(f"the shared Synthea bundles are not at {SYNTHEA}")
+    for path in bundles:
+        body = path.read_bytes()
+        assert fhir_input._long_integer_found(body) == bool(fhir_input._LONG_INTEGER.search(body)) is False
+        beyond = body.replace(
+            b'"type": "transaction"', b'"type": "transaction", "total": 18446744073709551616', 1
+        )
+        assert beyond != body
+        assert fhir_input._long_integer_found(beyond) is bool(fhir_input._LONG_INTEGER.search(beyond)) is True
