@@ -228,26 +228,31 @@ _COMMON_COLUMNS = (
 
 
 @functools.cache
-def _events_insert_sql(*, returning: bool) -> str:
-    """Names from the model's metadata; every value is a parameter."""
+def _insert_head_sql() -> str:
+    """``INSERT INTO table (columns)`` of a row per patient: its id, its patient, then ``_COMMON_COLUMNS``
+    (names from the model's metadata)."""
     columns = {field.attname: field.column for field in AccessEvent._meta.concrete_fields}
     names = ", ".join(f'"{columns[name]}"' for name in ("external_id", "patient_ref", *_COMMON_COLUMNS))
-    placeholders = ", ".join("%s" for _ in _COMMON_COLUMNS)
-    table = AccessEvent._meta.db_table
+    return f'INSERT INTO "{AccessEvent._meta.db_table}" ({names})'
+
+
+# The values of ``_COMMON_COLUMNS``, all parameters.
+_COMMON_PLACEHOLDERS = ", ".join("%s" for _ in _COMMON_COLUMNS)
+
+
+@functools.cache
+def _events_insert_sql(*, returning: bool) -> str:
     return (
-        f'INSERT INTO "{table}" ({names}) SELECT {_UUID7_SQL}, patient_ref, {placeholders} '  # noqa: S608
+        f"{_insert_head_sql()} SELECT {_UUID7_SQL}, patient_ref, {_COMMON_PLACEHOLDERS} "  # noqa: S608
         "FROM unnest(%s::text[]) AS rows (patient_ref)"
     ) + (' RETURNING "id", "external_id"' if returning else "")
 
 
 def _rows_read_sql(sql: str, patient_ref_column: str, order_by: str) -> str:
-    columns = {field.attname: field.column for field in AccessEvent._meta.concrete_fields}
-    names = ", ".join(f'"{columns[name]}"' for name in ("external_id", "patient_ref", *_COMMON_COLUMNS))
-    placeholders = ", ".join("%s" for _ in _COMMON_COLUMNS)
     return (
-        f"WITH read AS MATERIALIZED ({sql}), "  # noqa: S608 (names from the model's metadata and the caller)
-        f'recorded AS (INSERT INTO "{AccessEvent._meta.db_table}" ({names}) '
-        f'SELECT {_UUID7_SQL}, read."{patient_ref_column}"::text, {placeholders} FROM read) '
+        f"WITH read AS MATERIALIZED ({sql}), "  # noqa: S608 (the caller's statement and column)
+        f"recorded AS ({_insert_head_sql()} "
+        f'SELECT {_UUID7_SQL}, read."{patient_ref_column}"::text, {_COMMON_PLACEHOLDERS} FROM read) '
         f"SELECT * FROM read {order_by}"
     )
 
