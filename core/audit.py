@@ -83,21 +83,10 @@ def phi_access_record_many(
 
     No model instance is built for the rows: a search records up to 25 of them on every key the user types,
     and building them cost about as much Python as the rest of the search."""
-    refs = [str(patient_ref or "") for patient_ref in patient_refs]
-    if not refs:
-        return 0
-    values = _common_values(
-        request=request, actor=actor, obj=obj, action=action, channel=channel, purpose=purpose
+    context = phi_access_context(
+        purpose=purpose, request=request, actor=actor, obj=obj, action=action, channel=channel
     )
-    connection = connections[router.db_for_write(AccessEvent)]
-    if connection.vendor != "postgresql":
-        AccessEvent.objects.bulk_create([AccessEvent(patient_ref=ref, **values) for ref in refs])
-        return len(refs)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _events_insert_sql(returning=False), [*(values[name] for name in _COMMON_COLUMNS), refs]
-        )
-    return len(refs)
+    return _events_write(context, [str(patient_ref or "") for patient_ref in patient_refs])
 
 
 @dataclass(frozen=True)
@@ -140,9 +129,7 @@ def phi_rows_read(
             columns = [column[0] for column in cursor.description]
             rows = list(cursor.fetchall())
         index = columns.index(patient_ref_column)
-        refs = [_sqlite_ref(row[index]) for row in rows]
-        if refs:
-            AccessEvent.objects.bulk_create([AccessEvent(patient_ref=ref, **context.values) for ref in refs])
+        _events_write(context, [_sqlite_ref(row[index]) for row in rows])
         return rows
     with connection.cursor() as cursor:
         cursor.execute(
@@ -150,6 +137,21 @@ def phi_rows_read(
             [*params, *(context.values[name] for name in _COMMON_COLUMNS)],
         )
         return list(cursor.fetchall())
+
+
+def _events_write(context: AccessContext, refs: list[str]) -> int:
+    """One row per patient reference, in one statement; how many were written."""
+    if not refs:
+        return 0
+    connection = connections[router.db_for_write(AccessEvent)]
+    if connection.vendor != "postgresql":
+        AccessEvent.objects.bulk_create([AccessEvent(patient_ref=ref, **context.values) for ref in refs])
+        return len(refs)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _events_insert_sql(returning=False), [*(context.values[name] for name in _COMMON_COLUMNS), refs]
+        )
+    return len(refs)
 
 
 def _common_values(

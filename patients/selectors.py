@@ -376,7 +376,7 @@ def _name_candidates_sql(
     last: str,
     typed: list[str],
     families: set[str],
-    narrowing: Callable[[str], tuple[str, list[Any]]],
+    narrowing: Narrowing,
 ) -> tuple[str, list[Any]]:
     """Who a first and a family name may be: (id, given names, family name) of up to _CANDIDATE_LIMIT active
     patients, in the order they are scored.
