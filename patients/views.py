@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_date
 from django.utils.safestring import SafeString, mark_safe
 from django.views import View
@@ -134,11 +135,16 @@ class PatientSearchView(PermissionRequiredMixin, TemplateView):
     template_name = "patients/patient_search.html"
 
     def render_to_response(self, context: dict[str, Any], **response_kwargs: Any) -> HttpResponse:
-        if not self.request.headers.get("HX-Request"):
-            return super().render_to_response(context, **response_kwargs)
-        # The results alone, re-rendered on every key typed: nothing the context processors add (the
-        # navigation, the CSP nonce) is in them, so they are rendered without running them.
-        return HttpResponse(get_template("patients/patient_search.html#results").render(context))
+        headers = self.request.headers
+        # htmx restoring a page for the Back button asks for the whole page (the header comes with HX-Request).
+        if not headers.get("HX-Request") or headers.get("HX-History-Restore-Request"):
+            response: HttpResponse = super().render_to_response(context, **response_kwargs)
+        else:
+            # The results alone, re-rendered on every key typed: nothing the context processors add (the
+            # navigation, the CSP nonce) is in them, so they are rendered without running them.
+            response = HttpResponse(get_template("patients/patient_search.html#results").render(context))
+        patch_vary_headers(response, ("HX-Request", "HX-History-Restore-Request"))
+        return response
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         query = self.request.GET.get("q", "").strip()[:200]

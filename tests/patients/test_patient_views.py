@@ -1,5 +1,6 @@
 """Patient search and the unified patient page, on PostgreSQL, with data landed through the real pipeline."""
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -175,6 +176,37 @@ def test_search_with_htmx_returns_only_the_results(alma: Patient, coordinator_cl
     html = response.content.decode()
     assert "<table" in html
     assert "<html" not in html
+
+
+def test_search_results_are_not_kept_by_the_browser_and_vary_with_htmx(
+    alma: Patient, coordinator_client: Client
+) -> None:
+    fragment = coordinator_client.get("/patients/search/", {"q": "Alma Quigley"}, HTTP_HX_REQUEST="true")
+    page = coordinator_client.get(f"/patients/{alma.external_id}/")
+
+    for response in (fragment, page):
+        assert "no-store" in response["Cache-Control"]
+        assert "private" in response["Cache-Control"]
+    # The same address answers a fragment or a page: a cache must tell them apart by the header.
+    assert "HX-Request" in fragment["Vary"]
+    # htmx keeps no copy of a page in the browser's storage for the Back button, and reloads on a miss.
+    config = re.search(r"<meta name=\"htmx-config\" content='([^']+)'>", page.content.decode())
+    assert config is not None
+    settings = json.loads(config[1])
+    assert (settings["historyCacheSize"], settings["refreshOnHistoryMiss"]) == (0, True)
+
+
+def test_search_restored_by_htmx_history_is_the_whole_page(alma: Patient, coordinator_client: Client) -> None:
+    response = coordinator_client.get(
+        "/patients/search/",
+        {"q": "Alma Quigley"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_HISTORY_RESTORE_REQUEST="true",
+    )
+
+    html = response.content.decode()
+    assert "<html" in html
+    assert f"/patients/{alma.external_id}/" in html
 
 
 def test_search_shows_only_patients_the_user_may_see(
