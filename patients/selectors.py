@@ -456,6 +456,11 @@ def golden_patient_search(
         keys_sql, keys_params = _keys_patients_sql([f"p:{phone}"])
         ids_sql = f"{keys_sql} UNION ALL SELECT q.id FROM {patients} q WHERE q.phone = %s"  # noqa: S608
         ids_params, matched_on = [*keys_params, phone], "phone"
+        if _IDENTIFIER_LIKE.match(text):
+            # Digits alone may as well be a record number (an MRN of ten digits reads as a phone number).
+            identifier_sql, identifier_params = _identifier_patients_sql("", text)
+            ids_sql, ids_params = f"{ids_sql} UNION ALL {identifier_sql}", [*ids_params, *identifier_params]
+            matched_on = "phone or identifier"
     elif _IDENTIFIER_LIKE.match(text):
         system, _, value = text.rpartition("|")
         ids_sql, ids_params = _identifier_patients_sql(system, value)

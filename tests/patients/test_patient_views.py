@@ -146,6 +146,28 @@ def test_search_finds_patients_by_email_in_a_record_or_the_golden_record(
     assert "No patient you may see" in _search(coordinator_client, q="someone.else@example.org")
 
 
+def test_search_finds_a_record_number_of_digits_that_reads_as_a_phone_number(
+    alma: Patient, land: Land, coordinator_client: Client
+) -> None:
+    hospital = Source.objects.get(slug="hospital-ehr")
+    cy = patient(
+        "h-20",
+        identifier=[{"system": "urn:oid:2.16.840.1.113883.3.1001.1", "value": "6175550177"}],
+        name=[{"family": "Ortiz", "given": ["Cy"]}],
+        birthDate="1990-01-02",
+        telecom=[{"system": "phone", "value": "(508) 555-0111", "use": "home"}],
+    )
+    land(hospital, as_bytes(transaction(cy)))
+    found = Patient.objects.get(links__source_patient__source_record_id="h-20")
+
+    html = _search(coordinator_client, q="6175550177")
+    assert f"/patients/{found.external_id}/" in html
+    assert f"/patients/{alma.external_id}/" not in html
+    # Written as a phone number, it is a phone number only: Alma's is (617) 555-0134.
+    assert f"/patients/{alma.external_id}/" in _search(coordinator_client, q="6175550134")
+    assert f"/patients/{found.external_id}/" in _search(coordinator_client, q="(508) 555-0111")
+
+
 def test_search_by_birth_date_and_shows_sources(alma: Patient, coordinator_client: Client) -> None:
     html = _search(coordinator_client, q="Quigley", birth_date="1961-04-12")
 
