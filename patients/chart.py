@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models.fields.json import KT, KeyTransform
 
 from governance.policies.clinical_concepts import ALLERGY, CONDITION, clinical_concept_group
+from patients.ingest.extract import fhir_datetime
 from patients.models import Patient, PatientConflict, PatientLink, SourceResource
 
 BLOOD_PRESSURE_PANELS = {"85354-9", "55284-4"}
@@ -26,6 +27,21 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # Set by terminology normalization on the ingredient-level coding it adds (patients.terminology).
 INGREDIENT_MATCH_EXTENSION = "terminology-match"
 INPATIENT_CLASSES = {"IMP", "ACUTE", "NONAC", "EMER", "OBSENC"}
+# What the encounter timeline calls each class (HL7 v3 ActEncounterCode, the codes FHIR R4 binds); another
+# code is shown as it came.
+ENCOUNTER_CLASS_LABELS = {
+    "AMB": "Outpatient",
+    "EMER": "Emergency",
+    "IMP": "Inpatient",
+    "ACUTE": "Inpatient (acute)",
+    "NONAC": "Inpatient (non-acute)",
+    "OBSENC": "Observation stay",
+    "PRENC": "Pre-admission",
+    "SS": "Short stay",
+    "HH": "Home health",
+    "FLD": "Field",
+    "VR": "Virtual",
+}
 # Two sources' readings of one measurement rarely carry the same instant (an interface engine stamps its own).
 OBSERVATION_TOLERANCE = timedelta(hours=1)
 STOPPED_STATUSES = {"stopped", "completed", "cancelled", "entered-in-error", "not-taken"}
@@ -63,8 +79,13 @@ class Fact:
     value: str = ""
     detail: str = ""
     category: str = ""
-    end: str = ""
+    end: datetime | None = None  # an encounter's discharge or end
     sources: list[SourceBadge] = field(default_factory=list)
+
+    @property
+    def class_label(self) -> str:
+        """An encounter's class as the timeline names it ("Emergency" for EMER)."""
+        return ENCOUNTER_CLASS_LABELS.get(self.category.upper(), self.category)
 
 
 @dataclass
@@ -329,7 +350,7 @@ def patient_chart_get(patient: Patient, *, links: list[PatientLink] | None = Non
             fact.category = str(row["encounter_class"] or "")
             if fact.category.upper() in INPATIENT_CLASSES:
                 inpatient_encounters.add((row["patient_id"], f"Encounter/{row['source_record_id']}"))
-            fact.end = str(row["period_end"] or "")
+            fact.end = fhir_datetime(row["period_end"])
             _merge_fact(groups["encounters"], (fact.category, display, when), fact, badge)
         elif resource_type == "Observation":
             category = str(row["category"] or "")

@@ -45,7 +45,7 @@ def resource_code(resource: JSON) -> tuple[str, str]:
     return "", ""
 
 
-def _as_datetime(value: Any) -> datetime | None:
+def fhir_datetime(value: Any) -> datetime | None:
     """A FHIR dateTime as an aware datetime; partial dates (2020, 2020-05, 2020-05-17) start at midnight UTC."""
     if not isinstance(value, str) or not value:
         return None
@@ -68,13 +68,13 @@ def _as_date(value: Any) -> date | None:
 
 def resource_effective_at(resource: JSON) -> datetime | None:
     for element in _TIME_ELEMENTS:
-        found = _as_datetime(resource.get(element))
+        found = fhir_datetime(resource.get(element))
         if found is not None:
             return found
     for element in _PERIOD_ELEMENTS:
         period = resource.get(element)
         if isinstance(period, dict):
-            found = _as_datetime(period.get("start")) or _as_datetime(period.get("end"))
+            found = fhir_datetime(period.get("start")) or fhir_datetime(period.get("end"))
             if found is not None:
                 return found
     return None
@@ -142,5 +142,5 @@ def patient_columns(resource: JSON) -> JSON:
         "email": email[:254],
         "postal_code": str(address.get("postalCode") or "")[:10],
         "is_active": resource.get("active", True) is not False,
-        "source_updated_at": _as_datetime(meta.get("lastUpdated")),
+        "source_updated_at": fhir_datetime(meta.get("lastUpdated")),
     }

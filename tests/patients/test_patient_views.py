@@ -231,6 +231,42 @@ def test_search_restored_by_htmx_history_is_the_whole_page(alma: Patient, coordi
     assert f"/patients/{alma.external_id}/" in html
 
 
+def _encounter(resource_id: str, class_code: str, start: str, end: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter",
+        "id": resource_id,
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class_code},
+        "type": [{"text": f"{class_code} visit"}],
+        "subject": {"reference": "urn:uuid:h-1"},
+        "period": {"start": start, "end": end},
+    }
+
+
+def test_encounter_timeline_names_the_class_and_shows_the_discharge_in_local_time(
+    alma: Patient, land: Land, coordinator_client: Client
+) -> None:
+    hospital = Source.objects.get(slug="hospital-ehr")
+    land(
+        hospital,
+        as_bytes(
+            transaction(
+                patient("h-1"),
+                _encounter("enc-ed", "EMER", "2024-03-02T09:30:00-05:00", "2024-03-02T11:45:00-05:00"),
+                _encounter("enc-amb", "AMB", "2024-04-10T13:00:00Z", "2024-04-10T13:20:00Z"),
+            )
+        ),
+    )
+
+    response = coordinator_client.get(f"/patients/{alma.external_id}/sections/encounters/")
+
+    assert response.status_code == 200
+    rows = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td([^>]*)>([^<]*)</td>", response.content.decode())
+    # Start and discharge alike in the site's time zone (UTC here), not the source's text.
+    assert ("2024-03-02 14:30 \u2013 2024-03-02 16:45", ' title="EMER"', "Emergency") in rows
+    assert ("2024-04-10 13:00 \u2013 2024-04-10 13:20", ' title="AMB"', "Outpatient") in rows
+
+
 def test_search_shows_only_patients_the_user_may_see(
     alma: Patient, role_users: dict[str, User], django_user_model: type[User]
 ) -> None:
