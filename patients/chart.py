@@ -22,6 +22,12 @@ from patients.models import Patient, PatientConflict, PatientLink, SourceResourc
 BLOOD_PRESSURE_PANELS = {"85354-9", "55284-4"}
 SYSTOLIC, DIASTOLIC = "8480-6", "8462-4"
 WEIGHT, BMI, HEIGHT = "29463-7", "39156-5", "8302-2"
+# LOINC codes of the FHIR vital-signs profiles: an observation sent without a category is a vital sign if its
+# code is one of these, else a result (HL7 v2 results carry no category; FHIR sources send one).
+VITAL_SIGN_CODES = {
+    "85353-1", "9279-1", "8867-4", "2708-6", "59408-5", "8310-5", "8302-2", "9843-4", "29463-7", "39156-5",
+    "85354-9", "8480-6", "8462-4", "55284-4",
+}  # fmt: skip
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # Set by terminology normalization on the ingredient-level coding it adds (patients.terminology).
@@ -381,9 +387,9 @@ def patient_chart_get(patient: Patient, *, links: list[PatientLink] | None = Non
                 if when and number is not None
                 else []
             )
-            if category.startswith("vital"):
+            if category.startswith("vital") or (not category and codes & VITAL_SIGN_CODES):
                 vitals.add(key, fact, badge, points)
-            elif category == "laboratory":
+            elif category == "laboratory" or not category:
                 if number is not None:
                     lab_names.setdefault(row["code"], display)
                 labs.add(key, fact, badge, points)

@@ -391,6 +391,51 @@ def test_lab_chart_fragment_for_a_picked_code(alma: Patient, coordinator_client:
     assert "data-plotly-chart" not in response.content.decode()
 
 
+def _uncategorised(
+    resource_id: str, code: str, display: str, value: float, unit: str, when: str
+) -> dict[str, Any]:
+    """A result as an HL7 v2 results feed becomes FHIR: no category."""
+    return {
+        "resourceType": "Observation",
+        "id": resource_id,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+        "subject": {"reference": "urn:uuid:h-1"},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": unit},
+    }
+
+
+def test_results_sent_without_a_category_are_labs_and_can_be_charted(
+    alma: Patient, land: Land, coordinator_client: Client
+) -> None:
+    hospital = Source.objects.get(slug="hospital-ehr")
+    land(
+        hospital,
+        as_bytes(
+            transaction(
+                patient("h-1"),
+                _uncategorised("glu-1", "2345-7", "Glucose", 5.4, "mmol/L", "2024-05-01T08:00:00Z"),
+                _uncategorised("glu-2", "2345-7", "Glucose", 6.1, "mmol/L", "2024-06-01T08:00:00Z"),
+                _uncategorised("wt-1", "29463-7", "Body weight", 71.5, "kg", "2024-05-01T08:00:00Z"),
+            )
+        ),
+    )
+
+    labs = coordinator_client.get(f"/patients/{alma.external_id}/sections/labs/").content.decode()
+    vitals = coordinator_client.get(f"/patients/{alma.external_id}/sections/vitals/").content.decode()
+    page = coordinator_client.get(f"/patients/{alma.external_id}/").content.decode()
+    chart = coordinator_client.get(
+        f"/patients/{alma.external_id}/lab-chart/", {"code": "2345-7"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+
+    assert labs.count("Glucose") == 2
+    assert "Body weight" not in labs
+    assert "Body weight" in vitals
+    assert re.search(r'<option value="2345-7"[^>]*>\s*Glucose', page)
+    assert "data-plotly-chart" in chart
+
+
 def test_merged_away_patient_id_opens_the_survivor(alma: Patient, coordinator_client: Client) -> None:
     from patients.matching.services import patient_merge
 
