@@ -37,9 +37,10 @@ _PUSH = (
 )
 _SECURITY = (
     "Staff users authenticate with Authorization: Bearer <API token> (issued with manage.py api_token "
-    "USERNAME, listed and revoked in the admin) or a signed-in session. Reads need the view patient "
-    "permission, for every patient or granted per patient; a patient the user may not see answers as if it "
-    "did not exist (404) and is left out of searches. Every patient whose data is returned is recorded in "
+    "USERNAME, listed and revoked in the admin) or a signed-in session. Reads need the access patients "
+    "permission (as the patient pages do) and the view patient permission, for every patient or granted per "
+    "patient; a patient the user may not see answers as if it did not exist (404) and is left out of "
+    "searches. Every patient whose data is returned is recorded in "
     "the access audit. Pushes (create, transaction, batch) authenticate with a source system's API token. "
     "This statement needs no authentication."
 )

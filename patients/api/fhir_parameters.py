@@ -210,9 +210,13 @@ def _split_values(value: str) -> tuple[str, ...]:
 
 
 def _count(value: str) -> int:
-    if not value.isdigit():
+    """The page size served: at most MAX_COUNT. Only ASCII digits count as a number: str.isdigit() also
+    accepts "²", which int() refuses, and a number longer than MAX_COUNT needs no converting to be too big
+    (nor would int() convert one of thousands of digits)."""
+    if re.fullmatch(r"[0-9]+", value) is None:
         raise SearchError("_count must be a whole number", parameter="_count")
-    return min(int(value), MAX_COUNT)
+    digits = value.lstrip("0") or "0"
+    return MAX_COUNT if len(digits) > len(str(MAX_COUNT)) else min(int(digits), MAX_COUNT)
 
 
 def cursor_encode(*, sort: str, key: Sequence[Any]) -> str:
@@ -267,10 +271,13 @@ def search_parse(
                     "only JSON is served (_format=json)", parameter="_format", code="not-supported"
                 )
             continue
-        used.append((name, value))
         if base == "_count":
+            # The links carry the page size served, not the one asked for (a clamped _count=100000).
             count = _count(value)
-        elif base == "_cursor":
+            used.append((name, str(count)))
+            continue
+        used.append((name, value))
+        if base == "_cursor":
             cursor_value = value
         elif base == "_total":
             if value not in ("none", "estimate", "accurate"):

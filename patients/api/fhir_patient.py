@@ -1,6 +1,6 @@
 """Golden patients over FHIR: ``GET /fhir/Patient/<id>`` and ``POST /fhir/Patient/$match``.
 
-Signed-in staff (session) with the patient permissions; every patient returned is recorded as a PHI read.
+Staff (API token or session) with the patient permissions; every patient returned is recorded as a PHI read.
 """
 
 import json
@@ -8,8 +8,10 @@ from typing import Any
 
 from rest_framework import exceptions, status
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from core.api import ApiTokenAuthentication, ApiView
 from core.audit import phi_access_record
@@ -44,16 +46,32 @@ class JsonRenderer(FhirJsonRenderer):
     format = "json"
 
 
+class CanAccessPatients(BasePermission):
+    """The permission every patient page requires (``PermissionRequiredMixin``): the API grants no more than
+    the pages do, so a user kept out of the Patients area cannot read the same data over FHIR."""
+
+    message = "The FHIR API needs the access patients permission, as the patient pages do."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return bool(request.user.has_perm("patients.access_patients"))
+
+
 class FhirUserApi(ApiView):
     """FHIR answers for staff (API token or session): OperationOutcome for every error, never an HTML page."""
 
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated, CanAccessPatients]
     renderer_classes = [FhirJsonRenderer, JsonRenderer]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             response = _outcome(status.HTTP_401_UNAUTHORIZED, "login", str(exc.detail))
-            response["WWW-Authenticate"] = 'Bearer realm="concord-fhir"'
+            # RFC 6750 section 3: a request that presented no credentials gets the bare challenge, one whose
+            # bearer token was refused (unknown, revoked, malformed) is told so with error="invalid_token".
+            challenge = 'Bearer realm="concord-fhir"'
+            if isinstance(exc, exceptions.AuthenticationFailed):
+                challenge += ', error="invalid_token"'
+            response["WWW-Authenticate"] = challenge
             return response
         if isinstance(exc, exceptions.PermissionDenied):
             return _outcome(status.HTTP_403_FORBIDDEN, "forbidden", str(exc.detail))

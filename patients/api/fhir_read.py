@@ -4,6 +4,7 @@ Staff authenticate with an API token (``Authorization: Bearer``) or their sessio
 patient pages would show them, and every patient whose data is returned is recorded in the access audit.
 """
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,11 +21,12 @@ from patients.api.fhir_capability import capability_statement
 from patients.api.fhir_parameters import (
     CLINICAL_PARAMETERS,
     PATIENT_PARAMETERS,
+    SEARCHABLE_TYPES,
     ParsedSearch,
     SearchError,
     search_parse,
 )
-from patients.api.fhir_patient import FhirUserApi
+from patients.api.fhir_patient import CanAccessPatients, FhirUserApi
 from patients.api.fhir_search import (
     golden_ids_of_records,
     golden_patients_any_visible,
@@ -33,7 +35,7 @@ from patients.api.fhir_search import (
     patient_search,
     resource_search,
 )
-from patients.fhir import golden_patient_resource, operation_outcome
+from patients.fhir import golden_patient_resource, is_resource_type, operation_outcome
 from patients.models import Patient, SourceResource
 from patients.selectors import golden_patient_get
 
@@ -50,8 +52,17 @@ class CanViewPatients(BasePermission):
 
 
 def _is_lenient(request: Request) -> bool:
-    prefer = request.headers.get("Prefer", "")
-    return any(part.strip() == "handling=lenient" for part in prefer.split(";"))
+    """Whether the request prefers ``handling=lenient``.
+
+    RFC 7240 separates preferences with commas (repeated Prefer headers arrive joined the same way) and
+    allows a quoted value and spaces around "="; a semicolon starts a preference's parameters, which this
+    API has always accepted too (``return=minimal; handling=lenient``), so both separators count.
+    """
+    for part in re.split(r"[,;]", request.headers.get("Prefer", "")):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "handling" and value.strip().strip('"').lower() == "lenient":
+            return True
+    return False
 
 
 def _parameters(request: Request) -> list[tuple[str, str]]:
@@ -61,7 +72,7 @@ def _parameters(request: Request) -> list[tuple[str, str]]:
 class FhirReadApi(FhirUserApi):
     """Search errors answer 400 (or 406 for a format other than JSON) with an OperationOutcome."""
 
-    permission_classes = [IsAuthenticated, CanViewPatients]
+    permission_classes = [IsAuthenticated, CanAccessPatients, CanViewPatients]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, SearchError):
@@ -203,7 +214,7 @@ class PatientEverythingApi(FhirReadApi):
     """``GET /fhir/Patient/<id>/$everything``: the golden patient, then every linked source resource, paged."""
 
     # Like the Patient read: a patient the user may not see is not found, whatever else they may see.
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, CanAccessPatients]
 
     def get(self, request: Request, external_id: Any) -> Response:
         search = search_parse(
@@ -234,3 +245,26 @@ class PatientEverythingApi(FhirReadApi):
                 mode="",
             )
         )
+
+
+def _not_found(message: str, *, code: str) -> Response:
+    return Response(operation_outcome([("error", code, message, "")]), status=status.HTTP_404_NOT_FOUND)
+
+
+class UnroutedRequestApi(FhirUserApi):
+    """Any request under ``/fhir/`` that no other route answers: an OperationOutcome, never Django's HTML 404
+    page nor the push endpoint's source-token challenge (a GET of ``/fhir/<Type>`` reaches this, a POST the
+    push). Authenticated and permission-checked like the reads: only then does it say what it is missing."""
+
+    def get(self, request: Request, resource_type: str = "", unmatched: str = "") -> Response:
+        path = unmatched or resource_type
+        first, _, rest = path.partition("/")
+        if first != "Patient" and first not in SEARCHABLE_TYPES and is_resource_type(first):
+            message = f"{first} is not served here; the CapabilityStatement (metadata) lists what is"
+            return _not_found(message, code="not-supported")
+        if first in SEARCHABLE_TYPES and rest:
+            message = f"{first} cannot be read by id here, only searched (GET {first}?...)"
+            return _not_found(message, code="not-supported")
+        return _not_found(f"{path} is not known", code="not-found")
+
+    post = put = patch = delete = get

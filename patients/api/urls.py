@@ -4,9 +4,16 @@ from core.api import by_method
 from patients.api.fhir_parameters import SEARCHABLE_TYPES
 from patients.api.fhir_patient import PatientMatchApi, PatientReadApi
 from patients.api.fhir_push import FhirPushApi
-from patients.api.fhir_read import MetadataApi, PatientEverythingApi, PatientSearchApi, ResourceSearchApi
+from patients.api.fhir_read import (
+    MetadataApi,
+    PatientEverythingApi,
+    PatientSearchApi,
+    ResourceSearchApi,
+    UnroutedRequestApi,
+)
 
 push = FhirPushApi.as_view()
+unrouted = UnroutedRequestApi.as_view()
 
 urlpatterns = [
     path("", push, name="fhir-push-bundle"),
@@ -34,5 +41,8 @@ urlpatterns = [
         )
         for resource_type in SEARCHABLE_TYPES
     ),
-    path("<str:resource_type>", push, name="fhir-push-resource"),
+    # A GET of any other type (Procedure) is no read this API offers: an OperationOutcome, not a push 401.
+    path("<str:resource_type>", by_method(get=unrouted, other=push), name="fhir-push-resource"),
+    # Last: whatever no route above took (Patient/not-a-uuid, Observation/<id>) answers FHIR, not HTML.
+    path("<path:unmatched>", unrouted, name="fhir-unrouted"),
 ]

@@ -7,6 +7,7 @@ from a clinic EHR, so one golden patient has records (and resources) in two sour
 import importlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.apps import apps
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
 
@@ -25,7 +26,13 @@ from core.permissions import object_permission_grant
 from core.roles import ADMINISTRATOR, CARE_COORDINATOR
 from core.services import api_token_issue, api_token_revoke
 from patients.api.fhir_bundles import SOURCE_TAG_SYSTEM, served_resource_id
-from patients.api.fhir_parameters import CLINICAL_PARAMETERS, PATIENT_PARAMETERS, SEARCHABLE_TYPES
+from patients.api.fhir_parameters import (
+    CLINICAL_PARAMETERS,
+    MAX_COUNT,
+    PATIENT_PARAMETERS,
+    SEARCHABLE_TYPES,
+    search_parse,
+)
 from patients.fhir import resource_validation_problems
 from patients.models import InboundPayload, Patient, ResourceCoding, Source, SourcePatient, SourceResource
 from patients.services import source_create
@@ -57,8 +64,12 @@ class World:
     tony: Patient
     agustin: Patient
     coordinator: User
-    nurse: User  # granted Tony only, object permission
+    nurse: User  # the Patients area, and Tony only (object permission)
     nobody: User  # no patient permission at all
+
+
+def _permission(codename: str) -> Permission:
+    return Permission.objects.get(content_type__app_label="patients", codename=codename)
 
 
 def _golden(source: Source, bundle_id: str) -> Patient:
@@ -77,6 +88,7 @@ def world(land: Land, role_users: dict[str, User]) -> World:
     tony = _golden(hospital, TONY_ID)
     assert _golden(clinic, TONY_ID) == tony  # the patient index linked both records to one person
     nurse = User.objects.create_user("nurse-granted", password="x")
+    nurse.user_permissions.add(_permission("access_patients"))
     object_permission_grant(perm="patients.view_patient", grantee=nurse, obj=tony)
     return World(
         hospital=hospital,
@@ -181,11 +193,20 @@ def test_bad_revoked_and_deactivated_tokens_are_refused(world: World) -> None:
         response = Client(headers={"Authorization": header}).get("/fhir/Patient")
 
         assert response.status_code == 401
-        assert response["WWW-Authenticate"].startswith("Bearer")
+        assert response["WWW-Authenticate"] == 'Bearer realm="concord-fhir", error="invalid_token"'
         outcome = _valid(response.json())
         assert outcome["issue"][0]["code"] == "login"
         assert token not in response.content.decode()
     assert not AccessEvent.objects.exists()
+
+
+def test_a_request_without_a_token_gets_the_bare_challenge(world: World) -> None:
+    for path in ("/fhir/Patient", f"/fhir/Patient/{world.tony.external_id}", "/fhir/Procedure"):
+        response = Client().get(path)
+
+        assert response.status_code == 401, path
+        assert response["WWW-Authenticate"] == 'Bearer realm="concord-fhir"'
+        assert _valid(response.json())["issue"][0]["code"] == "login"
 
 
 def test_tokens_never_reach_the_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:
@@ -299,13 +320,32 @@ def test_authorization_matrix(world: World) -> None:
         assert response.status_code == 401, path
         assert _valid(response.json())["resourceType"] == "OperationOutcome"
 
-    nobody = _client(world.nobody)
+    # As on the patient pages, nothing without the Patients area permission: not even with a grant.
+    granted_only = User.objects.create_user("granted-only", password="x")
+    object_permission_grant(perm="patients.view_patient", grantee=granted_only, obj=world.tony)
+    for user in (world.nobody, granted_only):
+        client = _client(user)
+        for path in [*read_paths, *search_paths]:
+            response = client.get(path)
+            assert response.status_code == 403, (user, path)
+            assert _valid(response.json())["issue"][0]["code"] == "forbidden"
+        match = client.post(
+            "/fhir/Patient/$match",
+            json.dumps({"resourceType": "Parameters", "parameter": []}),
+            content_type="application/fhir+json",
+        )
+        assert match.status_code == 403
+        assert _valid(match.json())["issue"][0]["code"] == "forbidden"
+
+    area_only = User.objects.create_user("area-only", password="x")
+    area_only.user_permissions.add(_permission("access_patients"))
+    area = _client(area_only)
     for path in read_paths:  # reads answer alike for missing and forbidden
-        response = nobody.get(path)
+        response = area.get(path)
         assert response.status_code == 404, path
         assert _valid(response.json())["issue"][0]["code"] == "not-found"
     for path in search_paths:
-        response = nobody.get(path)
+        response = area.get(path)
         assert response.status_code == 403, path
         assert _valid(response.json())["issue"][0]["code"] == "forbidden"
 
@@ -327,6 +367,9 @@ def test_authorization_matrix(world: World) -> None:
         str(agustin),
     }
     assert _get(coordinator, "/fhir/Observation", patient=str(agustin))["total"] > 0
+    assert not AccessEvent.objects.filter(
+        actor_username__in=["no-access", "granted-only", "area-only"]
+    ).exists()
 
 
 def test_reads_are_audited_for_every_patient_returned(world: World) -> None:
@@ -424,6 +467,9 @@ def test_search_errors_are_operation_outcomes(world: World) -> None:
         ("/fhir/Patient", {"birthdate": "2020-13"}, 400, "birthdate"),
         ("/fhir/Patient", {"phone": "call me"}, 400, "phone"),
         ("/fhir/Patient", {"_count": "-1"}, 400, "_count"),
+        ("/fhir/Patient", {"_count": "²"}, 400, "_count"),  # str.isdigit() says yes, int() says no
+        ("/fhir/Observation", {"_count": "٣"}, 400, "_count"),  # an Arabic-Indic three
+        (f"/fhir/Patient/{world.tony.external_id}/$everything", {"_count": "1.5"}, 400, "_count"),
         ("/fhir/Patient", {"_cursor": "forged"}, 400, "_cursor"),
         ("/fhir/Observation", {"date": "ap2020-01-01"}, 400, "date"),
         ("/fhir/Observation", {"_sort": "code"}, 400, "_sort"),
@@ -438,17 +484,99 @@ def test_search_errors_are_operation_outcomes(world: World) -> None:
         assert issue["expression"] == [expression]
 
 
-def test_lenient_handling_ignores_unknown_parameters(world: World) -> None:
+@pytest.mark.parametrize(
+    "prefer",
+    [
+        "handling=lenient",
+        "return=representation, handling=lenient",  # RFC 7240: preferences are separated by commas
+        'handling="lenient"',
+        "handling = lenient",
+        "return=minimal; handling=lenient",  # accepted before, still accepted
+    ],
+)
+def test_lenient_handling_ignores_unknown_parameters(world: World, prefer: str) -> None:
     client = _client(world.coordinator)
 
     response = client.get(
-        "/fhir/Patient", {"family": "douglas", "_elements": "name"}, headers={"Prefer": "handling=lenient"}
+        "/fhir/Patient", {"family": "douglas", "_elements": "name"}, headers={"Prefer": prefer}
     )
 
     assert response.status_code == 200
     bundle = response.json()
     assert bundle["total"] == 1
     assert dict(parse_qsl(urlsplit(_link(bundle, "self")).query)) == {"family": "douglas"}
+
+
+@pytest.mark.parametrize("prefer", ["handling=strict", "return=representation", "handling=lenientish"])
+def test_strict_handling_refuses_unknown_parameters(world: World, prefer: str) -> None:
+    response = _client(world.coordinator).get(
+        "/fhir/Patient", {"family": "douglas", "_elements": "name"}, headers={"Prefer": prefer}
+    )
+
+    assert response.status_code == 400
+    assert _valid(response.json())["issue"][0]["code"] == "not-supported"
+
+
+def test_links_carry_the_page_size_served(world: World) -> None:
+    client = _client(world.coordinator)
+
+    clamped = _get(client, "/fhir/Observation", _count="100000")
+    huge = _get(client, "/fhir/Patient", _count="9" * 5000)  # beyond what int() converts
+    padded = _get(client, "/fhir/Observation", _count="007")
+
+    assert dict(parse_qsl(urlsplit(_link(clamped, "self")).query)) == {"_count": str(MAX_COUNT)}
+    assert len(_resources(clamped)) == clamped["total"] <= MAX_COUNT
+    assert dict(parse_qsl(urlsplit(_link(huge, "self")).query)) == {"_count": str(MAX_COUNT)}
+    assert len(_resources(padded)) == 7
+    for relation in ("self", "next"):
+        assert dict(parse_qsl(urlsplit(_link(padded, relation)).query))["_count"] == "7"
+    # The test data holds fewer than MAX_COUNT matches, so no clamped next link: both links are built from
+    # the parsed parameters, which hold the clamped value.
+    assert search_parse([("_count", "100000"), ("_total", "none")], parameters=()).used == (
+        ("_count", str(MAX_COUNT)),
+        ("_total", "none"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/fhir/Patient/not-a-uuid", "not-found"),
+        ("/fhir/Patient/00000000-0000-0000-0000-000000000001/_history/1", "not-found"),
+        ("/fhir/Observation/00000000-0000-0000-0000-000000000001", "not-supported"),  # searched, not read
+        ("/fhir/Procedure", "not-supported"),  # a FHIR type the API does not serve
+        ("/fhir/Procedure/123", "not-supported"),
+        ("/fhir/NotAType", "not-found"),
+        ("/fhir/metadata/", "not-found"),
+    ],
+)
+def test_unrouted_requests_answer_an_operation_outcome(world: World, path: str, code: str) -> None:
+    client = _client(world.coordinator)
+
+    response = client.get(path)
+    head = client.head(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/fhir+json")
+    assert _valid(response.json())["issue"][0]["code"] == code
+    assert head.status_code == 404
+    assert head["Content-Type"].startswith("application/fhir+json")
+    # Anonymous requests are challenged as on every read (not as on the push); no user, no 404 either.
+    anonymous = Client().get(path)
+    assert anonymous.status_code == 401
+    assert anonymous["WWW-Authenticate"] == 'Bearer realm="concord-fhir"'
+    assert _valid(anonymous.json())["issue"][0]["code"] == "login"
+
+
+def test_a_write_to_an_unrouted_path_answers_an_operation_outcome(world: World) -> None:
+    response = _client(world.coordinator).put(
+        f"/fhir/Observation/{uuid.UUID(int=1)}", "{}", content_type="application/fhir+json"
+    )
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/fhir+json")
+    assert _valid(response.json())["issue"][0]["code"] == "not-supported"
+    assert not InboundPayload.objects.filter(channel=InboundPayload.Channel.API).exists()
 
 
 def test_plain_json_is_served_to_clients_asking_for_it(world: World) -> None:
@@ -550,6 +678,60 @@ def test_everything_of_a_merged_away_id_is_the_survivors(world: World) -> None:
         for resource in _resources(bundle)[1:]
     }
     assert subjects <= {f"Patient/{world.tony.external_id}", None}
+
+
+def test_read_of_a_merged_away_id_is_the_survivor(world: World) -> None:
+    from patients.matching.services import patient_merge
+
+    patient_merge(actor=world.coordinator, survivor=world.tony, duplicate=world.agustin, reason="test")
+
+    patient = _get(_client(world.coordinator), f"/fhir/Patient/{world.agustin.external_id}")
+
+    assert patient["id"] == str(world.tony.external_id)
+    assert patient["link"] == [
+        {"other": {"reference": f"Patient/{world.agustin.external_id}"}, "type": "replaces"}
+    ]
+    assert list(AccessEvent.objects.values_list("purpose", "patient_ref")) == [
+        ("FHIR Patient read", str(world.tony.external_id))
+    ]
+
+
+def test_a_patient_read_is_audited(world: World) -> None:
+    _get(_client(world.coordinator), f"/fhir/Patient/{world.tony.external_id}")
+
+    assert list(
+        AccessEvent.objects.values_list("purpose", "patient_ref", "action", "channel", "actor_username")
+    ) == [("FHIR Patient read", str(world.tony.external_id), "read", "fhir", "coordinator")]
+
+
+def test_patient_search_of_a_merged_away_id_finds_the_survivors_resources(world: World) -> None:
+    from patients.matching.services import patient_merge
+
+    client = _client(world.coordinator)
+    tony, agustin = str(world.tony.external_id), str(world.agustin.external_id)
+    agustins_own = set(_ids(_get(client, "/fhir/Observation", patient=agustin, _count=500)))
+    assert agustins_own
+    patient_merge(actor=world.coordinator, survivor=world.tony, duplicate=world.agustin, reason="test")
+
+    by_old_id = _get(client, "/fhir/Observation", patient=agustin, _count=500)
+    by_survivor = _get(client, "/fhir/Observation", patient=tony, _count=500)
+
+    assert set(_ids(by_old_id)) == set(_ids(by_survivor))
+    assert agustins_own < set(_ids(by_old_id))
+    assert {resource["subject"]["reference"] for resource in _resources(by_old_id)} == {f"Patient/{tony}"}
+
+
+@pytest.mark.parametrize("resource_type", SEARCHABLE_TYPES)
+def test_patient_reference_and_bare_id_find_the_same(world: World, resource_type: str) -> None:
+    client = _client(world.coordinator)
+    tony = str(world.tony.external_id)
+
+    bare = _get(client, f"/fhir/{resource_type}", patient=tony, _count=500)
+    typed = _get(client, f"/fhir/{resource_type}", patient=f"Patient/{tony}", _count=500)
+
+    assert _ids(bare)
+    assert _ids(typed) == _ids(bare)
+    assert typed["total"] == bare["total"]
 
 
 # Clinical search -----------------------------------------------------------------------------------
