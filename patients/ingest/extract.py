@@ -9,20 +9,28 @@ JSON = dict[str, Any]
 
 # Where each resource type keeps its main code, in order of preference.
 _CODE_ELEMENTS = ("code", "vaccineCode", "medicationCodeableConcept", "type", "category")
-# Where each resource type keeps its clinically relevant time, in order of preference.
+# Where each resource type keeps its clinically relevant time, in order of preference: when it happened
+# (effective[x], occurrence[x], performed[x], onset[x], as a dateTime or the start of a period), then when it
+# was ordered, recorded or written. A period is read as its start (its end when it has no start).
 _TIME_ELEMENTS = (
     "effectiveDateTime",
     "effectiveInstant",
+    "effectivePeriod",
     "occurrenceDateTime",
+    "occurrencePeriod",
     "performedDateTime",
+    "performedPeriod",
     "onsetDateTime",
+    "onsetPeriod",
     "authoredOn",
     "recordedDate",
+    "recorded",
     "issued",
     "created",
     "date",
+    "period",
+    "billablePeriod",
 )
-_PERIOD_ELEMENTS = ("effectivePeriod", "period", "performedPeriod", "billablePeriod", "occurrencePeriod")
 _PATIENT_ELEMENTS = ("subject", "patient", "beneficiary")
 
 
@@ -68,15 +76,17 @@ def _as_date(value: Any) -> date | None:
 
 def resource_effective_at(resource: JSON) -> datetime | None:
     for element in _TIME_ELEMENTS:
-        found = fhir_datetime(resource.get(element))
+        value = resource.get(element)
+        if element.endswith(("Period", "period")):
+            found = (
+                fhir_datetime(value.get("start")) or fhir_datetime(value.get("end"))
+                if isinstance(value, dict)
+                else None
+            )
+        else:
+            found = fhir_datetime(value)
         if found is not None:
             return found
-    for element in _PERIOD_ELEMENTS:
-        period = resource.get(element)
-        if isinstance(period, dict):
-            found = fhir_datetime(period.get("start")) or fhir_datetime(period.get("end"))
-            if found is not None:
-                return found
     return None
 
 
