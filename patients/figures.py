@@ -34,12 +34,21 @@ def source_colours(sources: list[str]) -> dict[str, str]:
     }
 
 
-def series_figure(series: dict[str, list[Point]], *, codes: dict[str, str], unit: str) -> go.Figure | None:
-    """Lines per measurement (``codes``: LOINC code -> label), markers coloured by source; None when empty."""
-    sources = sorted({point.source for code in codes for point in series.get(code, [])})
-    if not sources:
+def series_figure(
+    series: dict[str, list[Point]],
+    *,
+    codes: dict[str, str],
+    unit: str,
+    right: tuple[str, str] | None = None,
+) -> go.Figure | None:
+    """Lines per measurement (``codes``: LOINC code -> label), markers coloured by source; None when empty.
+
+    A source has the same colour in every chart of the patient (the colours go to all the sources of
+    ``series``, not to those of this chart). ``right``: (code, unit) of a measurement drawn on an axis of its
+    own, on the right (BMI beside weight)."""
+    if not any(series.get(code) for code in codes):
         return None
-    colours = source_colours(sources)
+    colours = source_colours(sorted({point.source for points in series.values() for point in points}))
     figure = go.Figure()
     for dash, (code, label) in zip(("solid", "dot", "dash"), codes.items(), strict=False):
         for source, points in _by_source(series.get(code, [])).items():
@@ -51,9 +60,14 @@ def series_figure(series: dict[str, list[Point]], *, codes: dict[str, str], unit
                     name=f"{label} ({source})",
                     line={"dash": dash, "color": colours[source]},
                     marker={"color": colours[source], "size": 7},
+                    yaxis="y2" if right is not None and code == right[0] else "y",
                 )
             )
-    return _layout(figure, unit=unit)
+    figure = _layout(figure, unit=unit)
+    if right is not None and series.get(right[0]):
+        figure.update_layout(yaxis2={"title": right[1], "overlaying": "y", "side": "right"})
+        figure.update_layout(margin={"r": 50})
+    return figure
 
 
 def blood_pressure_figure(series: dict[str, list[Point]]) -> go.Figure | None:
@@ -61,4 +75,6 @@ def blood_pressure_figure(series: dict[str, list[Point]]) -> go.Figure | None:
 
 
 def weight_figure(series: dict[str, list[Point]]) -> go.Figure | None:
-    return series_figure(series, codes={WEIGHT: "Weight (kg)", BMI: "BMI (kg/m2)"}, unit="kg · kg/m2")
+    return series_figure(
+        series, codes={WEIGHT: "Weight (kg)", BMI: "BMI (kg/m2)"}, unit="kg", right=(BMI, "kg/m2")
+    )
