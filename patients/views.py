@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import get_template, render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_date
 from django.utils.safestring import SafeString, mark_safe
@@ -20,6 +21,7 @@ from core.audit import phi_access_context, phi_access_record
 from core.models import AccessEvent
 from patients.chart import PatientChart, patient_chart_get, patient_links_get
 from patients.figures import blood_pressure_figure, series_figure, weight_figure
+from patients.ingest.extract import fhir_datetime
 from patients.ingest.processing import payload_replay
 from patients.models import InboundPayload, Patient, Source
 from patients.page_cache import record_html_get
@@ -197,7 +199,13 @@ def _record_render(patient: Patient) -> str:
     chart = patient_chart_get(patient, links=links)
     summary = render_to_string(
         "patients/patient_detail.html#summary",
-        {"links": links, "record": patient.record, "demographics": _demographic_rows(patient)},
+        {
+            "links": links,
+            "record": patient.record,
+            "demographics": _demographic_rows(
+                patient, {link.source_patient.source.slug: link.source_patient.source.name for link in links}
+            ),
+        },
     )
     return summary + render_to_string(
         "patients/patient_detail.html#clinical",
@@ -320,12 +328,20 @@ def _field_text(field: str, value: Any) -> str:
         ]
         return ", ".join(part for part in parts if part)
     if field == "deceased":
-        return "yes" if value is True else ("no" if value is False else str(value))
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        # deceasedDateTime: a date alone (or a year, a month) as sent, a time in the site's time zone.
+        died = fhir_datetime(value)
+        if died is None:
+            return str(value)
+        shown = timezone.localtime(died).strftime("%Y-%m-%d %H:%M") if len(str(value)) > 10 else str(value)
+        return f"yes, on {shown}"
     return str(value)
 
 
-def _demographic_rows(patient: Patient) -> list[dict[str, Any]]:
-    """Each golden value with its provenance and any open conflict, for the page."""
+def _demographic_rows(patient: Patient, source_names: dict[str, str]) -> list[dict[str, Any]]:
+    """Each golden value with its provenance (its source named: ``source_names`` by slug) and any open
+    conflict, for the page."""
     conflicts = {conflict.field: conflict for conflict in patient.conflicts.filter(status="open")}
     rows = []
     for field, label in _DEMOGRAPHIC_LABELS:
@@ -333,6 +349,8 @@ def _demographic_rows(patient: Patient) -> list[dict[str, Any]]:
         if value is None and field != "deceased":
             value = ""
         provenance = patient.provenance.get(field)
+        if provenance:
+            provenance = {**provenance, "source_name": source_names.get(provenance.get("source", ""), "")}
         conflict = conflicts.get(field)
         rows.append(
             {

@@ -2,7 +2,7 @@
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, ConsoleMessage, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
 
 from core.roles import ADMINISTRATOR, CARE_COORDINATOR, DATA_STEWARD, EXECUTIVE
 from tests.conftest import ROLE_USERNAMES, TEST_PASSWORD
@@ -19,12 +19,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.mark.parametrize("role", list(HOMES))
 def test_role_signs_in_and_lands_home_without_console_errors(
-    browser: Browser, live_server: object, role_users: dict[str, User], role: str
+    page: Page, live_server: object, role_users: dict[str, User], role: str
 ) -> None:
     base_url = str(live_server)
     home_path, heading = HOMES[role]
-    context = browser.new_context()
-    page = context.new_page()
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -53,16 +51,12 @@ def test_role_signs_in_and_lands_home_without_console_errors(
         nav = page.get_by_role("navigation", name="Main")
         expect(nav.get_by_role("button", name="Log out")).to_be_visible()
     page.wait_for_load_state("networkidle")
-    context.close()
 
     assert problems == []
 
 
-def test_keyboard_user_can_sign_in(
-    browser: Browser, live_server: object, role_users: dict[str, User]
-) -> None:
+def test_keyboard_user_can_sign_in(page: Page, live_server: object, role_users: dict[str, User]) -> None:
     base_url = str(live_server)
-    page = browser.new_page()
 
     page.goto(f"{base_url}/accounts/login/")
     # The username field has focus on load; typing before the focus lands would lose the first keys.
@@ -73,14 +67,12 @@ def test_keyboard_user_can_sign_in(
     page.keyboard.press("Enter")
 
     expect(page).to_have_url(f"{base_url}/patients/")
-    page.close()
 
 
 def test_wrong_password_shows_an_accessible_error(
-    browser: Browser, live_server: object, role_users: dict[str, User]
+    page: Page, live_server: object, role_users: dict[str, User]
 ) -> None:
     base_url = str(live_server)
-    page = browser.new_page()
 
     page.goto(f"{base_url}/accounts/login/")
     page.get_by_label("Username").fill("executive")
@@ -89,18 +81,16 @@ def test_wrong_password_shows_an_accessible_error(
 
     expect(page.get_by_role("alert")).to_contain_text("did not match")
     expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
-    page.close()
 
 
 def test_steward_opens_source_systems_from_patients(
-    browser: Browser, live_server: object, role_users: dict[str, User]
+    page: Page, live_server: object, role_users: dict[str, User]
 ) -> None:
     from patients.models import Source
     from patients.services import source_create
 
     source_create(actor=None, slug="crm", name="Patient CRM", kind=Source.Kind.CRM)
     base_url = str(live_server)
-    page = browser.new_page()
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.goto(f"{base_url}/accounts/login/")
@@ -113,5 +103,4 @@ def test_steward_opens_source_systems_from_patients(
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Source systems")
     expect(page.get_by_role("rowheader")).to_contain_text("Patient CRM")
-    page.close()
     assert problems == []

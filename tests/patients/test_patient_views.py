@@ -315,7 +315,16 @@ def test_patient_page_shows_sources_provenance_and_merged_facts(
         assert f">{name}</span>" in html
     # The CRM is the most trusted source for contact details: its newer phone wins, and says why.
     assert "+16175550199" in html
-    assert "From <strong>crm</strong>" in html
+    phone = re.search(r'<dd data-field="phone">.*?</dd>', html, re.S)
+    assert phone is not None
+    # Where the value came from: the source by name, the record, when, and the rule that chose it.
+    provenance = re.search(
+        r"From <strong>Patient CRM</strong> \(crm record ([^)]+)\), (\d{4}-\d\d-\d\d); chosen because: ([^<]+)\.",
+        phone[0],
+    )
+    assert provenance is not None, phone[0]
+    assert provenance[3].strip()
+    assert f'title="Patient CRM, {provenance[2]}, {provenance[3]}"' in phone[0]
     # The same reading from two EHRs is one row with two badges; the clinic's own reading is another row.
     assert html.count("128/82 mmHg") == 2
     assert "Blood pressure (systolic and diastolic)" in html
@@ -783,3 +792,55 @@ def test_each_statement_adds_one_change_for_every_record_whose_resources_it_touc
     assert changes() == (before[0] + 2, before[1] + 2)
     SourceResource.objects.filter(source_record_id="nothing-like-this").update(status="x")
     assert changes() == (before[0] + 2, before[1] + 2)
+
+
+def test_medication_flags_a_start_in_hospital_and_a_stop_in_one_source_only(
+    land: Land, coordinator_client: Client
+) -> None:
+    hospital, clinic, _ = _sources()
+    metformin = {"text": "metformin 500 MG Oral Tablet"}
+    started_inpatient = _medication("m-h", "urn:uuid:h-1", metformin)
+    started_inpatient["encounter"] = {"reference": "urn:uuid:enc-ip"}
+    land(
+        hospital,
+        as_bytes(
+            transaction(
+                patient("h-1"),
+                _encounter("enc-ip", "IMP", "2024-03-01T08:00:00Z", "2024-03-04T12:00:00Z"),
+                started_inpatient,
+            )
+        ),
+    )
+    land(
+        clinic,
+        as_bytes(
+            transaction(
+                patient("c-1", identifier=[{"system": "urn:oid:clinic", "value": "C-1"}]),
+                _medication("m-c", "urn:uuid:c-1", metformin, status="stopped"),
+            )
+        ),
+    )
+    alma = Patient.objects.get(links__source_patient__source_record_id="h-1")
+    assert alma.links.count() == 2
+
+    (reconciled,) = patient_chart_get(alma).medications
+
+    assert reconciled.flags == [
+        "started during a hospital stay",
+        "stopped in one source, still active in another",
+    ]
+    html = coordinator_client.get(f"/patients/{alma.external_id}/").content.decode()
+    assert "started during a hospital stay" in html
+    assert "stopped in one source, still active in another" in html
+
+
+def test_deceased_status_is_shown_with_its_date(land: Land, coordinator_client: Client) -> None:
+    hospital, _, _ = _sources()
+    land(hospital, as_bytes(transaction(patient("h-1", deceasedDateTime="2025-02-03T04:05:00Z"))))
+    alma = Patient.objects.get(links__source_patient__source_record_id="h-1")
+
+    html = coordinator_client.get(f"/patients/{alma.external_id}/").content.decode()
+
+    deceased = re.search(r'<dd data-field="deceased">(.*?)</dd>', html, re.S)
+    assert deceased is not None
+    assert ">yes, on 2025-02-03 04:05</summary>" in deceased[1]
