@@ -79,21 +79,28 @@ def record_version(patient: Patient) -> str | None:
     return f"{row[0]}|{timezone.get_current_timezone_name()}|{translation.get_language()}"
 
 
-def record_html_get(patient: Patient, render: Callable[[], str]) -> str:
-    """The rendered record: from the cache when the record has not changed since, else ``render()``.
+def record_cached[T](patient: Patient, part: str, build: Callable[[], T]) -> T:
+    """``part`` of what the page shows of the record ("record": the rendered HTML; "chart": the
+    ``PatientChart`` that "Show all" and the lab picker draw from): from the cache when the record has not
+    changed since, else ``build()``.
 
-    The version is read BEFORE rendering: a change committed meanwhile then makes the next view miss,
-    instead of the older rendering being kept under the newer version.
+    The version is read BEFORE building: a change committed meanwhile then makes the next view miss,
+    instead of the older value being kept under the newer version.
     """
     version = record_version(patient)
     if version is None:
-        return render()
+        return build()
     cache = caches[CACHE_ALIAS]
-    key = f"patient-record:{patient.pk}"
+    key = f"patient-{part}:{patient.pk}"
     cached = cache.get(key)
     if cached is not None and cached[0] == version:
-        html: str = cached[1]
-        return html
-    html = render()
-    cache.set(key, (version, html))
-    return html
+        value: T = cached[1]
+        return value
+    value = build()
+    cache.set(key, (version, value))
+    return value
+
+
+def record_html_get(patient: Patient, render: Callable[[], str]) -> str:
+    """The rendered record: from the cache when the record has not changed since, else ``render()``."""
+    return record_cached(patient, "record", render)

@@ -24,7 +24,7 @@ from patients.figures import blood_pressure_figure, series_figure, weight_figure
 from patients.ingest.extract import fhir_datetime
 from patients.ingest.processing import payload_replay
 from patients.models import InboundPayload, Patient, Source
-from patients.page_cache import record_html_get
+from patients.page_cache import record_cached, record_html_get
 from patients.selectors import (
     PatientSearchHit,
     golden_patient_get,
@@ -259,7 +259,7 @@ class PatientSectionView(PermissionRequiredMixin, TemplateView):
             "title": title,
             "show_class": show_class,
             "show_value": show_value,
-            "facts": getattr(patient_chart_get(patient), key),
+            "facts": getattr(_chart(patient), key),
             "full": True,
             "preview_slice": ":",
         }
@@ -276,7 +276,7 @@ class PatientLabChartView(PermissionRequiredMixin, TemplateView):
         if patient is None:
             raise Http404("No such patient.")
         phi_access_record(purpose="patient lab chart", request=self.request, patient_ref=patient.external_id)
-        chart = patient_chart_get(patient)
+        chart = _chart(patient)
         code = self.request.GET.get("code", "")
         names = dict(chart.lab_codes)
         figure = (
@@ -285,6 +285,12 @@ class PatientLabChartView(PermissionRequiredMixin, TemplateView):
             else None
         )
         return {**super().get_context_data(**kwargs), "lab_figure": figure, "lab_name": names.get(code, "")}
+
+
+def _chart(patient: Patient) -> PatientChart:
+    """The record's chart for "Show all" and the lab picker: built once per version of the record (50-100 ms
+    for 2,000 resources; a few ms to take from the page cache)."""
+    return record_cached(patient, "chart", lambda: patient_chart_get(patient))
 
 
 def _lab_unit(chart: PatientChart, code: str) -> str:

@@ -844,3 +844,40 @@ def test_deceased_status_is_shown_with_its_date(land: Land, coordinator_client: 
     deceased = re.search(r'<dd data-field="deceased">(.*?)</dd>', html, re.S)
     assert deceased is not None
     assert ">yes, on 2025-02-03 04:05</summary>" in deceased[1]
+
+
+def test_show_all_and_the_lab_picker_build_the_chart_once_per_version_of_the_record(
+    alma: Patient, coordinator_client: Client, land: Land
+) -> None:
+    url = f"/patients/{alma.external_id}/sections/vitals/"
+    caches[CACHE_ALIAS].clear()
+    with CaptureQueriesContext(connection) as built:
+        first = coordinator_client.get(url).content.decode()
+    with CaptureQueriesContext(connection) as reused:
+        again = coordinator_client.get(url).content.decode()
+        coordinator_client.get(
+            f"/patients/{alma.external_id}/lab-chart/", {"code": "2345-7"}, HTTP_HX_REQUEST="true"
+        )
+
+    assert again == first
+    assert "71.5 kg" in first
+    # The chart's statements ran for the first request only (the second and the lab chart read the version).
+    chart_tables = ('"patients_sourceresource"',)  # the resources, not their change rows
+    assert any(table in query["sql"] for query in built.captured_queries for table in chart_tables)
+    assert not any(table in query["sql"] for query in reused.captured_queries for table in chart_tables)
+    # Each request is audited all the same.
+    assert AccessEvent.objects.filter(patient_ref=str(alma.external_id)).count() >= 3
+
+    clinic = Source.objects.get(slug="clinic-ehr")
+    land(
+        clinic,
+        as_bytes(
+            transaction(
+                _alma_at_the_clinic(),
+                _weight("w-c", "urn:uuid:c-1", kilograms=72.25, when="2024-05-02T09:35:00-05:00"),
+            )
+        ),
+    )
+    changed = coordinator_client.get(url).content.decode()
+    assert "72.25 kg" in changed
+    assert "71.5 kg" not in changed
