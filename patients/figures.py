@@ -1,11 +1,14 @@
 """Plotly figures of the patient page: one trace per source, so every point shows where it came from."""
 
 from collections import defaultdict
+from datetime import timedelta
 
 from plotly import graph_objects as go
 
 from patients.chart import BMI, DIASTOLIC, SYSTOLIC, WEIGHT, Point
 
+# The time axis around a chart's only moment: a month either side.
+_ONE_MOMENT_SPAN = timedelta(days=30)
 # Colour-blind-safe (Okabe-Ito), assigned to sources in a stable order.
 SOURCE_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
@@ -64,6 +67,14 @@ def series_figure(
                 )
             )
     figure = _layout(figure, unit=unit)
+    moments = {point.when for code in codes for point in series.get(code, [])}
+    if len(moments) == 1:
+        # One moment alone: plotly would zoom its time axis to fractions of a second around it.
+        (moment,) = moments
+        figure.update_xaxes(
+            type="date",
+            range=[(moment - _ONE_MOMENT_SPAN).isoformat(), (moment + _ONE_MOMENT_SPAN).isoformat()],
+        )
     if right is not None and series.get(right[0]):
         figure.update_layout(yaxis2={"title": right[1], "overlaying": "y", "side": "right"})
         figure.update_layout(margin={"r": 50})

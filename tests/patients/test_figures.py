@@ -45,3 +45,15 @@ def test_bmi_is_drawn_on_an_axis_of_its_own() -> None:
     assert axes == {"Weight (kg) (clinic)": "y", "BMI (kg/m2) (clinic)": "y2"}
     assert figure.layout.yaxis2.side == "right"
     assert figure.layout.yaxis2.title.text == "kg/m2"
+
+
+def test_a_chart_of_one_moment_shows_the_month_around_it() -> None:
+    series = _series((WEIGHT, "clinic", 70), (BMI, "clinic", 24.2))  # two days: one moment each code
+    one_moment = _series((WEIGHT, "clinic", 70))
+
+    figure, spread = weight_figure(one_moment), weight_figure(series)
+
+    assert figure is not None
+    assert spread is not None
+    assert tuple(figure.layout.xaxis.range) == ("2023-12-02T00:00:00+00:00", "2024-01-31T00:00:00+00:00")
+    assert spread.layout.xaxis.range is None  # plotly's own range for points at several moments
