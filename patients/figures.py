@@ -18,6 +18,7 @@ def _layout(figure: go.Figure, *, unit: str) -> go.Figure:
         height=300,
         margin={"l": 50, "r": 10, "t": 10, "b": 40},
         legend={"orientation": "h", "y": -0.2},
+        showlegend=True,  # also for one trace: the legend says which source a colour is
         yaxis_title=unit,
         hovermode="closest",
     )

@@ -57,3 +57,5 @@ def test_a_chart_of_one_moment_shows_the_month_around_it() -> None:
     assert spread is not None
     assert tuple(figure.layout.xaxis.range) == ("2023-12-02T00:00:00+00:00", "2024-01-31T00:00:00+00:00")
     assert spread.layout.xaxis.range is None  # plotly's own range for points at several moments
+    # A chart of one trace still says which source its colour is.
+    assert figure.layout.showlegend is True
