@@ -15,7 +15,10 @@ from patients.models import InboundPayload, Patient, Source
 from tests.conftest import ROLE_USERNAMES, TEST_PASSWORD
 from tests.e2e.conftest import ARTIFACTS
 from tests.patients.conftest import as_bytes, land, patient, transaction  # noqa: F401 (land: fixture used by alma)
-from tests.patients.test_patient_views import alma  # noqa: F401 (the fixture: Alma in three sources)
+from tests.patients.test_patient_views import (
+    _weight,
+    alma,  # noqa: F401 (the fixture: Alma in three sources)
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -135,4 +138,36 @@ def test_coordinator_moves_through_search_results_with_the_keyboard(
     expect(page).to_have_url(re.compile(rf"^{re.escape(base_url)}/patients/[0-9a-f-]{{36}}/$"))
     assert page.url == f"{base_url}/patients/{alma.external_id}/"
     expect(page.get_by_role("heading", level=1)).to_contain_text("Quigley")
+    assert problems == []
+
+
+def test_show_all_from_the_keyboard_keeps_the_place(
+    page: Page,
+    live_server: object,
+    role_users: dict[str, User],
+    alma: Patient,  # noqa: F811
+    land: Callable[..., InboundPayload],  # noqa: F811
+) -> None:
+    hospital = Source.objects.get(slug="hospital-ehr")
+    weights = [
+        _weight(f"w-{day}", "urn:uuid:h-1", kilograms=70 + day / 10, when=f"2024-01-{day:02d}T08:00:00Z")
+        for day in range(1, 26)
+    ]
+    land(hospital, as_bytes(transaction(patient("h-1"), *weights)))
+    base_url = str(live_server)
+    problems = _watch(page)
+    _sign_in_as_coordinator(page, base_url)
+    page.goto(f"{base_url}/patients/{alma.external_id}/")
+    vitals = page.locator("#section-vitals")
+    expect(vitals.locator("tbody tr")).to_have_count(20)  # the 20 most recent
+
+    vitals.locator("summary").focus()  # a long section starts folded
+    page.keyboard.press("Enter")
+    show_all = vitals.get_by_role("button", name=re.compile("^Show all"))
+    show_all.focus()
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#section-vitals tbody tr")).to_have_count(28)  # 25 weights and Alma's 3 readings
+    # The button went with the section it replaced: the focus is on the new section's heading.
+    expect(page.locator("#vitals-heading")).to_be_focused()
     assert problems == []
