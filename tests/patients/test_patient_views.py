@@ -384,7 +384,9 @@ def test_patient_page_query_count_does_not_grow_with_the_record(
     with CaptureQueriesContext(connection) as large:
         response = coordinator_client.get(url)
 
-    shown = re.search(r'id="vitals-heading" tabindex="-1">Vital signs <small>\((\d+)\)', response.content.decode())
+    shown = re.search(
+        r'id="vitals-heading" tabindex="-1">Vital signs <small>\((\d+)\)', response.content.decode()
+    )
     assert shown is not None
     assert int(shown.group(1)) > 50
     assert len(large.captured_queries) == len(small.captured_queries)
