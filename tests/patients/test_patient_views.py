@@ -329,7 +329,15 @@ def test_patient_page_shows_sources_provenance_and_merged_facts(
     assert html.count("128/82 mmHg") == 2
     assert "Blood pressure (systolic and diastolic)" in html
     assert "Weight and BMI" in html
-    assert "No engagement history, care team or consent recorded yet." in html
+    # What later work fills: a section each, saying there is nothing yet.
+    for section, empty in (
+        ("engagement", "No messages, calls or campaign steps recorded for this patient yet."),
+        ("care-team", "No care team recorded for this patient yet."),
+        ("consent", "No consent recorded for this patient yet."),
+    ):
+        assert re.search(
+            rf'data-section="{section}">\s*<h2[^>]*>[^<]+</h2>\s*<p class="empty-state">{empty}</p>', html
+        )
 
 
 def test_search_audits_every_patient_listed(alma: Patient, coordinator_client: Client) -> None:
