@@ -25,8 +25,8 @@ WEIGHT, BMI, HEIGHT = "29463-7", "39156-5", "8302-2"
 # LOINC codes of the FHIR vital-signs profiles: an observation sent without a category is a vital sign if its
 # code is one of these, else a result (HL7 v2 results carry no category; FHIR sources send one).
 VITAL_SIGN_CODES = {
-    "85353-1", "9279-1", "8867-4", "2708-6", "59408-5", "8310-5", "8302-2", "9843-4", "29463-7", "39156-5",
-    "85354-9", "8480-6", "8462-4", "55284-4",
+    *BLOOD_PRESSURE_PANELS, SYSTOLIC, DIASTOLIC, WEIGHT, BMI, HEIGHT,
+    "85353-1", "9279-1", "8867-4", "2708-6", "59408-5", "8310-5", "9843-4",
 }  # fmt: skip
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"

@@ -16,6 +16,7 @@ from tests.conftest import ROLE_USERNAMES, TEST_PASSWORD
 from tests.e2e.conftest import ARTIFACTS
 from tests.patients.conftest import as_bytes, land, patient, transaction  # noqa: F401 (land: fixture used by alma)
 from tests.patients.test_patient_views import (
+    _land_at_the_hospital,
     _weight,
     alma,  # noqa: F401 (the fixture: Alma in three sources)
 )
@@ -148,12 +149,11 @@ def test_show_all_from_the_keyboard_keeps_the_place(
     alma: Patient,  # noqa: F811
     land: Callable[..., InboundPayload],  # noqa: F811
 ) -> None:
-    hospital = Source.objects.get(slug="hospital-ehr")
     weights = [
         _weight(f"w-{day}", "urn:uuid:h-1", kilograms=70 + day / 10, when=f"2024-01-{day:02d}T08:00:00Z")
         for day in range(1, 26)
     ]
-    land(hospital, as_bytes(transaction(patient("h-1"), *weights)))
+    _land_at_the_hospital(land, *weights)
     base_url = str(live_server)
     problems = _watch(page)
     _sign_in_as_coordinator(page, base_url)

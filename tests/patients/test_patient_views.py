@@ -98,6 +98,11 @@ def alma(land: Land) -> Patient:
     return found
 
 
+def _land_at_the_hospital(land: Land, *resources: dict[str, Any]) -> None:
+    """More of Alma's hospital record (``alma``'s h-1), landed through the pipeline."""
+    land(Source.objects.get(slug="hospital-ehr"), as_bytes(transaction(patient("h-1"), *resources)))
+
+
 def _search(client: Client, **params: str) -> str:
     response = client.get("/patients/search/", params)
     assert response.status_code == 200
@@ -246,16 +251,10 @@ def _encounter(resource_id: str, class_code: str, start: str, end: str) -> dict[
 def test_encounter_timeline_names_the_class_and_shows_the_discharge_in_local_time(
     alma: Patient, land: Land, coordinator_client: Client
 ) -> None:
-    hospital = Source.objects.get(slug="hospital-ehr")
-    land(
-        hospital,
-        as_bytes(
-            transaction(
-                patient("h-1"),
-                _encounter("enc-ed", "EMER", "2024-03-02T09:30:00-05:00", "2024-03-02T11:45:00-05:00"),
-                _encounter("enc-amb", "AMB", "2024-04-10T13:00:00Z", "2024-04-10T13:20:00Z"),
-            )
-        ),
+    _land_at_the_hospital(
+        land,
+        _encounter("enc-ed", "EMER", "2024-03-02T09:30:00-05:00", "2024-03-02T11:45:00-05:00"),
+        _encounter("enc-amb", "AMB", "2024-04-10T13:00:00Z", "2024-04-10T13:20:00Z"),
     )
 
     response = coordinator_client.get(f"/patients/{alma.external_id}/sections/encounters/")
@@ -428,17 +427,11 @@ def _uncategorised(
 def test_results_sent_without_a_category_are_labs_and_can_be_charted(
     alma: Patient, land: Land, coordinator_client: Client
 ) -> None:
-    hospital = Source.objects.get(slug="hospital-ehr")
-    land(
-        hospital,
-        as_bytes(
-            transaction(
-                patient("h-1"),
-                _uncategorised("glu-1", "2345-7", "Glucose", 5.4, "mmol/L", "2024-05-01T08:00:00Z"),
-                _uncategorised("glu-2", "2345-7", "Glucose", 6.1, "mmol/L", "2024-06-01T08:00:00Z"),
-                _uncategorised("wt-1", "29463-7", "Body weight", 71.5, "kg", "2024-05-01T08:00:00Z"),
-            )
-        ),
+    _land_at_the_hospital(
+        land,
+        _uncategorised("glu-1", "2345-7", "Glucose", 5.4, "mmol/L", "2024-05-01T08:00:00Z"),
+        _uncategorised("glu-2", "2345-7", "Glucose", 6.1, "mmol/L", "2024-06-01T08:00:00Z"),
+        _uncategorised("wt-1", "29463-7", "Body weight", 71.5, "kg", "2024-05-01T08:00:00Z"),
     )
 
     labs = coordinator_client.get(f"/patients/{alma.external_id}/sections/labs/").content.decode()
